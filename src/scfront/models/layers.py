@@ -1,0 +1,94 @@
+"""Small building blocks shared by the classifiers: input normalisation and seeded dropout.
+
+Every random layer of scfront draws from an explicit :class:`torch.Generator` held in its
+``generator`` attribute (``None``: torch's default generator). The training loop assigns one
+generator to all of them and stores its state in each checkpoint, which is what makes a resumed
+run bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, so that models take images in [0, 1].
+
+    The statistics are non-persistent buffers: they follow ``.to(device)`` but are not part of
+    the ``state_dict`` (the original checkpoints do not store them either).
+
+    Args:
+        mean, std: one value per channel.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std differ in length: {len(mean)} vs {len(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, C, H, W) float in [0, 1] -> (N, C, H, W) standardised."""
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class SeededDropout(nn.Module):
+    """Element-wise dropout whose mask comes from ``self.generator``.
+
+    Args:
+        p: probability of zeroing an element.
+        always_on: drop in eval mode too (a randomised network, e.g. the ablation ResNet of
+            PAPER.md section 4).
+        rescale: multiply the kept elements by ``1 / (1 - p)`` (inverted dropout, PyTorch's
+            convention); ``False`` keeps them unchanged, as the original ablation network did.
+    """
+
+    def __init__(self, p: float, always_on: bool = False, rescale: bool = True) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.always_on = always_on
+        self.rescale = rescale
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not (self.training or self.always_on):
+            return x
+        if self.generator is None:
+            noise = torch.rand(x.shape, device=x.device)
+        else:
+            # A generator lives on one device; draw there and move, so that a CPU generator
+            # (whose state is easy to save) also drives a CUDA model.
+            noise = torch.rand(x.shape, generator=self.generator,
+                               device=self.generator.device).to(x.device)
+        keep = (noise >= self.p).to(x.dtype)
+        out = x * keep
+        return out / (1.0 - self.p) if self.rescale else out
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, always_on={self.always_on}, rescale={self.rescale}"
+
+
+def match_channels(x: torch.Tensor, out_channels: int) -> torch.Tensor:
+    """Zero-pad (or, for fewer channels, crop) the channel axis symmetrically to ``out_channels``.
+
+    x: (N, C, H, W). Half of the difference goes on each side: the parameter-free shortcut of
+    Madry et al.'s ResNet (reference/README.md). Cropping keeps the central channels, which is
+    what the original code's negative padding did in its 500-filter ablation network.
+    """
+    diff = out_channels - x.shape[1]
+    if diff == 0:
+        return x
+    before = diff // 2
+    return F.pad(x, (0, 0, 0, 0, before, diff - before))
