@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Iterator
 import torch
 from torch import nn
 
-from scfront.attacks.threat import Norm, ThreatModel
+from scfront.attacks.threat import ThreatModel
 from scfront.errors import InputError
 
 __all__ = ["Attack", "AttackResult", "bpda_rules", "predict"]
@@ -54,12 +54,6 @@ class Attack(abc.ABC):
     def threat(self) -> ThreatModel | None:
         """The threat model of this attack (``None``: unbounded, only the box [0, 1])."""
         return None
-
-    @property
-    def norm(self) -> Norm | None:
-        """The norm of :attr:`threat` (``None`` for unbounded attacks)."""
-        threat = self.threat
-        return None if threat is None else threat.norm
 
     def params(self) -> dict[str, Any]:
         """The hyperparameters as a JSON-friendly dict (for results files)."""

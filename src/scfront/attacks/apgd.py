@@ -1,0 +1,192 @@
+"""Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble
+of diverse parameter-free attacks", Algorithm 1) for Linf and L2, with CE, DLR and targeted DLR.
+
+Per iteration ``k`` (momentum α = 0.75, the first step without momentum)::
+
+    z      = Π(x_k + η·d(∇f(x_k)))
+    x_k+1  = Π(x_k + α(z − x_k) + (1 − α)(x_k − x_k−1))
+
+The step size starts at η = 2ε and is halved per example at checkpoints when (1) fewer than
+ρ = 0.75 of the steps since the last checkpoint increased the loss, or (2) neither η nor the best
+loss changed since the last checkpoint; a halved example restarts from its best point. The
+checkpoints follow ``p_0 = 0, p_1 = 0.22, p_j+1 = p_j + max(p_j − p_j−1 − 0.03, 0.06)`` as
+iteration counts (first after 22 % of the budget, then shrinking by 3 %, at least 6 %).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Iterator
+
+import torch
+from torch import nn
+
+from scfront.attacks.gradient import GradientAttack, Run
+from scfront.attacks.losses import Loss, LossFn, dlr_targeted, make_loss
+from scfront.attacks.registry import register_attack
+from scfront.attacks.threat import Norm
+from scfront.errors import ConfigError
+
+__all__ = ["APGD", "APGDCE", "APGDDLR", "APGDTargeted", "checkpoint_lengths"]
+
+MOMENTUM = 0.75  # α of Croce & Hein 2020
+RHO = 0.75  # ρ of condition 1
+
+
+def checkpoint_lengths(steps: int) -> list[int]:
+    """Iterations between consecutive checkpoints for a budget of ``steps`` (paper's p_j)."""
+    first = max(int(math.ceil(0.22 * steps)), 1)
+    shrink, minimum = max(int(math.ceil(0.03 * steps)), 1), max(int(math.ceil(0.06 * steps)), 1)
+    lengths, length, total = [], first, 0
+    while total + length <= steps:
+        lengths.append(length)
+        total += length
+        length = max(length - shrink, minimum)
+    return lengths
+
+
+@dataclass(frozen=True)
+class APGD(GradientAttack):
+    """APGD (not registered itself; see apgd-ce, apgd-dlr, apgd-t).
+
+    Attributes (besides :class:`~scfront.attacks.gradient.GradientAttack`'s):
+        steps: iterations (100, Croce & Hein 2020). loss: "ce" or "dlr".
+        norm: "Linf" or "L2". random_start: start uniformly in the ball (as AutoAttack).
+    """
+
+    steps: int = 100
+    loss: Loss = Loss.CE
+    norm: Norm = Norm.LINF  # a field here (a class constant in PGD): APGD serves Linf and L2
+    random_start: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            object.__setattr__(self, "loss", Loss(self.loss))
+            object.__setattr__(self, "norm", Norm(self.norm))
+        except ValueError as err:
+            raise ConfigError(f"{self.name}: {err}") from None
+        if self.norm is Norm.L1:
+            raise ConfigError(f"{self.name}: norm must be Linf or L2 (use pgd-l1-sparse for L1)")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
+
+    def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    generator: torch.Generator | None) -> torch.Tensor:
+        return self._apgd(model, x, y, make_loss(self.loss), generator)
+
+    def _apgd(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
+              generator: torch.Generator | None) -> torch.Tensor:
+        """One APGD run. x: (N, C, H, W) in [0, 1]; returns the first fooling iterate per example,
+        else the iterate of highest loss."""
+        threat = self.threat
+        n = x.shape[0]
+        per_example = (n, 1, 1, 1)
+        x_cur = threat.random_start(x, generator) if self.random_start else x.clone()
+        eta = torch.full(per_example, 2.0 * self.eps, dtype=x.dtype, device=x.device)
+        f_cur, g_cur, logits = self.gradient(model, x_cur, y, loss_fn)
+        found = logits.argmax(dim=1) != y
+        x_found = x_cur.clone()
+        x_max, f_max, g_max = x_cur.clone(), f_cur.clone(), g_cur.clone()
+        x_prev = x_cur.clone()
+
+        lengths = checkpoint_lengths(self.steps)
+        next_check, segment = (lengths[0], 0) if lengths else (self.steps + 1, 0)
+        increases = torch.zeros(n, dtype=torch.long, device=x.device)
+        eta_at_check, f_max_at_check = eta.clone(), f_max.clone()
+        for k in range(self.steps):
+            a = 1.0 if k == 0 else MOMENTUM
+            z = threat.project(x_cur + eta * threat.normalize_step(g_cur), x)
+            x_next = threat.project(x_cur + a * (z - x_cur) + (1.0 - a) * (x_cur - x_prev), x)
+            f_next, g_next, logits = self.gradient(model, x_next, y, loss_fn)
+
+            new = (logits.argmax(dim=1) != y) & ~found
+            x_found[new] = x_next[new]
+            found |= new
+            increases += (f_next > f_cur).long()
+            better = f_next > f_max
+            x_max[better], f_max[better], g_max[better] = x_next[better], f_next[better], g_next[better]
+            x_prev, x_cur, f_cur, g_cur = x_cur, x_next, f_next, g_next
+
+            if k + 1 == next_check:
+                length = lengths[segment]
+                oscillating = increases.double() < RHO * length  # condition 1
+                stalled = (eta == eta_at_check).view(n) & (f_max <= f_max_at_check)  # condition 2
+                halve = oscillating | stalled
+                eta_at_check, f_max_at_check = eta.clone(), f_max.clone()
+                eta[halve] /= 2.0
+                # restart the halved examples from their best point
+                x_cur[halve], g_cur[halve], f_cur[halve] = x_max[halve], g_max[halve], f_max[halve]
+                increases.zero_()
+                segment += 1
+                next_check = next_check + lengths[segment] if segment < len(lengths) else self.steps + 1
+        return torch.where(found[:, None, None, None], x_found, x_max)
+
+
+@register_attack
+@dataclass(frozen=True)
+class APGDCE(APGD):
+    """APGD-CE (Croce & Hein 2020): APGD on the cross-entropy loss.
+
+    Norm Linf (``norm="L2"`` for L2). Defaults: eps 8/255, steps 100, momentum 0.75,
+    ρ 0.75, initial step 2·eps, random start, restarts 1 (the paper's custom AutoAttack run),
+    top_u/steepness None, eot_samples 1. x: (N, C, H, W) float in [0, 1], y: (N,) int64.
+    """
+
+    name: ClassVar[str] = "apgd-ce"
+
+
+@register_attack
+@dataclass(frozen=True)
+class APGDDLR(APGD):
+    """APGD-DLR (Croce & Hein 2020): APGD on the difference-of-logits-ratio loss (eq. 5).
+
+    Norm Linf (or L2). Defaults as apgd-ce with loss "dlr". Needs ≥ 3 classes.
+    x: (N, C, H, W) float in [0, 1], y: (N,) int64.
+    """
+
+    name: ClassVar[str] = "apgd-dlr"
+    loss: Loss = Loss.DLR
+
+
+@register_attack
+@dataclass(frozen=True)
+class APGDTargeted(APGD):
+    """APGD-T (Croce & Hein 2020): APGD on the targeted DLR loss (eq. 6), one run per target.
+
+    The targets are the ``n_target_classes`` most likely wrong classes of the clean input, tried
+    in order; each target gets ``restarts`` runs on the points still robust; success means
+    misclassification (any wrong class). Norm Linf (or L2). Defaults: eps 8/255, steps 100,
+    n_target_classes 9, restarts 1. Needs ≥ 4 classes. x: (N, C, H, W) float in [0, 1].
+    """
+
+    name: ClassVar[str] = "apgd-t"
+    loss: Loss = Loss.DLR
+    n_target_classes: int = 9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.n_target_classes, bool) or not isinstance(self.n_target_classes, int) \
+                or self.n_target_classes < 1:
+            raise ConfigError(f"n_target_classes must be an integer >= 1, got {self.n_target_classes!r}")
+
+    def runs(self, model: nn.Module, generator: torch.Generator | None) -> Iterator[Run]:
+        for rank in range(1, self.n_target_classes + 1):
+            for _ in range(self.restarts):
+                yield functools.partial(self._targeted_once, model, rank=rank, generator=generator)
+
+    def _targeted_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, rank: int,
+                       generator: torch.Generator | None) -> torch.Tensor:
+        with torch.inference_mode():
+            logits = model(x)
+        if rank >= logits.shape[1]:
+            return x.clone()  # fewer classes than targets: nothing left to try
+        # rank-th most likely class other than the top one (the true class for robust points)
+        target = torch.sort(logits, dim=1, descending=True).indices[:, rank].clone()
+
+        def loss_fn(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return dlr_targeted(z, labels, target)
+
+        return self._apgd(model, x, y, loss_fn, generator)

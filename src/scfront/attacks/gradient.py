@@ -1,0 +1,154 @@
+"""What every gradient attack shares, written once: the EOT gradient oracle, the per-example
+worst case over restarts, BPDA rules, and the ε-bounded threat model.
+
+- :func:`loss_and_grad` averages the gradient over ``eot_samples`` forward/backward passes
+  (Expectation over Transformation, Athalye et al. 2018); with one sample it is the plain
+  gradient. Gradients are taken with ``torch.autograd.grad`` with respect to the input only, so
+  nothing accumulates in the model's parameters.
+- :func:`keep_worst` runs a sequence of attack runs (restarts, targets) AutoAttack style: each
+  run only sees the points no earlier run has fooled, the first fooling point is kept, and for
+  points never fooled the one with the smallest margin ``z_y − max_{j≠y} z_j`` is kept.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from scfront.attacks.base import Attack, bpda_rules
+from scfront.attacks.losses import LossFn, margin
+from scfront.attacks.threat import Norm, ThreatModel
+from scfront.errors import ConfigError
+
+__all__ = ["GradientAttack", "keep_worst", "loss_and_grad", "Run"]
+
+Run = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_sub, y_sub) -> x_adv_sub
+
+
+def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
+                  eot_samples: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-example loss, its gradient with respect to ``x`` and the logits, averaged over EOT.
+
+    Args:
+        model: maps (N, C, H, W) to logits (N, K); may be random (then EOT averages it).
+        x: (N, C, H, W) float. y: (N,) int64 (labels or whatever ``loss_fn`` expects).
+        loss_fn: ``(logits, y) -> (N,)``; examples must not interact (eval-mode BatchNorm).
+        eot_samples: number of forward/backward passes averaged (≥ 1).
+    Returns:
+        ``(loss (N,), grad (N, C, H, W), logits (N, K))``, all detached, means over the samples.
+    """
+    loss_sum = grad_sum = logits_sum = None
+    with torch.enable_grad():
+        for _ in range(eot_samples):
+            xr = x.detach().requires_grad_(True)
+            logits = model(xr)
+            loss = loss_fn(logits, y)
+            (grad,) = torch.autograd.grad(loss.sum(), xr)
+            loss, logits = loss.detach(), logits.detach()
+            if loss_sum is None:
+                loss_sum, grad_sum, logits_sum = loss, grad, logits
+            else:
+                loss_sum, grad_sum, logits_sum = loss_sum + loss, grad_sum + grad, logits_sum + logits
+    assert loss_sum is not None and grad_sum is not None and logits_sum is not None
+    return loss_sum / eot_samples, grad_sum / eot_samples, logits_sum / eot_samples
+
+
+def keep_worst(model: nn.Module, x: torch.Tensor, y: torch.Tensor, runs: Iterable[Run]) -> torch.Tensor:
+    """Per-example worst case over ``runs`` (restarts, target classes), AutoAttack protocol.
+
+    Args:
+        x: (N, C, H, W) float in [0, 1]. y: (N,) int64.
+        runs: each maps a subset ``(x_sub, y_sub)`` to adversarial points of the same shape.
+    Returns:
+        (N, C, H, W): for each example the first point that fooled the model, else the point of
+        smallest margin; points misclassified already are returned unchanged and never attacked.
+    """
+    with torch.inference_mode():
+        logits = model(x)
+    fooled = logits.argmax(dim=1) != y
+    best_margin = margin(logits, y)
+    x_best = x.clone()
+    for run in runs:
+        idx = torch.nonzero(~fooled).squeeze(1)
+        if idx.numel() == 0:
+            break
+        x_run = run(x[idx], y[idx]).detach()
+        with torch.inference_mode():
+            logits = model(x_run)
+        m = margin(logits, y[idx])
+        f = logits.argmax(dim=1) != y[idx]
+        better = f | (m < best_margin[idx])
+        x_best[idx[better]] = x_run[better]
+        best_margin[idx[better]] = m[better]
+        fooled[idx[f]] = True
+    return x_best
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _non_negative(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class GradientAttack(Attack):
+    """Base of the ε-bounded gradient attacks (fields shared by all of them).
+
+    Attributes:
+        eps: radius of the threat model (units of pixel values in [0, 1]).
+        restarts: independent runs; the per-example worst case is kept (:func:`keep_worst`).
+        top_u: BPDA rule through top-T at attack time: ``None`` keeps the model's rule, ``0``
+            is the identity, ``U ≥ 1`` passes gradient to the U largest |z| (PAPER.md section 6).
+        steepness: BPDA tanh steepness at attack time: ``None`` keeps the rule, ``0`` identity.
+        eot_samples: gradients averaged per step (EOT, for randomised frontends).
+    """
+
+    norm: ClassVar[Norm]
+    eps: float = 8.0 / 255.0
+    restarts: int = 1
+    top_u: int | None = None
+    steepness: float | None = None
+    eot_samples: int = 1
+
+    def __post_init__(self) -> None:
+        _non_negative("eps", self.eps)
+        _positive_int("restarts", self.restarts)
+        _positive_int("eot_samples", self.eot_samples)
+        if self.top_u is not None and (isinstance(self.top_u, bool) or not isinstance(self.top_u, int)
+                                       or self.top_u < 0):
+            raise ConfigError(f"top_u must be None, 0 (identity) or a positive integer, got {self.top_u!r}")
+        if self.steepness is not None:
+            _non_negative("steepness", self.steepness)
+
+    @property
+    def threat(self) -> ThreatModel:
+        return ThreatModel(self.norm, self.eps)
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            generator: torch.Generator | None) -> torch.Tensor:
+        with bpda_rules(model, self.top_u, self.steepness):
+            return keep_worst(model, x, y, self.runs(model, generator))
+
+    def runs(self, model: nn.Module, generator: torch.Generator | None) -> Iterator[Run]:
+        """The runs whose worst case is kept: ``restarts`` calls of :meth:`attack_once`."""
+        for _ in range(self.restarts):
+            yield lambda xs, ys: self.attack_once(model, xs, ys, generator)
+
+    def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 loss_fn: LossFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`loss_and_grad` with this attack's ``eot_samples``."""
+        return loss_and_grad(model, x, y, loss_fn, self.eot_samples)
+
+    @abc.abstractmethod
+    def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    generator: torch.Generator | None) -> torch.Tensor:
+        """One run on ``x``: (N, C, H, W) float in [0, 1], ``y``: (N,) int64 → (N, C, H, W)."""
