@@ -1,1 +1,55 @@
-"""scfront.models"""
+"""Classifiers (a registry filled by a decorator), the defended model, import and saving.
+
+- :func:`create_model` / :func:`list_models` / :func:`model_info`: registered classifiers
+  ("resnet32", "resnet32_wide", "preact_resnet101", "efficientnet_b0", and the ablation
+  networks "resnet32_codes" and "resnet32_dropout"), all taking input in [0, 1].
+- :func:`import_original_resnet32`: the original implementation's checkpoints, read safely.
+- :func:`build_model`: the classifier or frontend + classifier a :class:`~scfront.config.RunConfig`
+  describes.
+- :func:`save_model` / :func:`load_model` / :func:`load_pretrained`: safetensors + model card.
+
+Names are imported lazily (PEP 562) so that ``import scfront.models`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "ModelInfo": "scfront.models.registry",
+    "InputKind": "scfront.models.registry",
+    "create_model": "scfront.models.registry",
+    "list_models": "scfront.models.registry",
+    "model_info": "scfront.models.registry",
+    "register_model": "scfront.models.registry",
+    "count_parameters": "scfront.models.registry",
+    "import_original_resnet32": "scfront.models.original",
+    "build_model": "scfront.models.build",
+    "save_model": "scfront.models.saving",
+    "load_model": "scfront.models.saving",
+    "load_pretrained": "scfront.models.saving",
+    "list_pretrained": "scfront.models.saving",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from scfront.models.build import build_model
+    from scfront.models.original import import_original_resnet32
+    from scfront.models.registry import (InputKind, ModelInfo, count_parameters, create_model,
+                                         list_models, model_info, register_model)
+    from scfront.models.saving import list_pretrained, load_model, load_pretrained, save_model
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scfront.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

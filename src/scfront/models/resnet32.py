@@ -45,9 +45,13 @@ class ResidualUnit(nn.Module):
         self.stride = stride
         self.out_channels = out_channels
         self.conv_on_raw_input = conv_on_raw_input
-        # The original initialises unit convolutions with Xavier-normal.
-        nn.init.xavier_normal_(self.conv1.weight)
-        nn.init.xavier_normal_(self.conv2.weight)
+        self.init_parameters(None)
+
+    @torch.no_grad()
+    def init_parameters(self, generator: torch.Generator | None) -> None:
+        """Xavier-normal unit convolutions, as the original code initialised them."""
+        nn.init.xavier_normal_(self.conv1.weight, generator=generator)
+        nn.init.xavier_normal_(self.conv2.weight, generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.bn1(x), LEAK)

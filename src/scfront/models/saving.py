@@ -1,0 +1,221 @@
+"""Save and load trained models: ``model.safetensors`` + ``model_card.json`` + ``config.toml``.
+
+A saved model is a folder (normally the training run's folder)::
+
+    model.safetensors   the state_dict (weights, BatchNorm statistics, dictionary atoms)
+    model_card.json     architecture, parameter count, dictionary name and sha256, frontend
+                        settings, training settings, dataset, metrics, scfront version, time
+    config.toml         the resolved run configuration the model is rebuilt from
+
+:func:`load_model` rebuilds the network with :func:`~scfront.models.build_model` from
+``config.toml``, checks the dictionary it resolves to against the card's hash, and loads the
+weights with strict key matching. Weights are never unpickled (safetensors only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from scfront import __version__
+from scfront.config import RunConfig, load_config, save_config, to_dict
+from scfront.errors import CheckpointError
+from scfront.io import atomic_write, atomic_write_json, sha256_file
+from scfront.models.build import build_model
+from scfront.models.original import load_state_dict_strict
+from scfront.models.registry import count_parameters
+
+if TYPE_CHECKING:
+    from scfront.dictionary.core import Dictionary
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.safetensors"
+CARD_FILE = "model_card.json"
+CONFIG_FILE = "config.toml"
+CARD_FORMAT = 1
+PRETRAINED_PACKAGE_DIR = ("assets", "models")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper (else ``model``)."""
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, nn.Module) else model
+
+
+def _encoder(model: nn.Module) -> Any:
+    from scfront.frontend.encoder import Encoder
+
+    return next((m for m in model.modules() if isinstance(m, Encoder)), None)
+
+
+def _named_dictionary(config: RunConfig) -> "Dictionary":
+    from scfront.dictionary import get_dictionary
+
+    return get_dictionary(config.frontend.dictionary)
+
+
+def _dictionary_record(model: nn.Module, config: RunConfig,
+                       dictionary: "Dictionary | None") -> dict[str, Any] | None:
+    encoder = _encoder(model)
+    if not config.frontend.enabled or encoder is None:
+        return None
+    if dictionary is None:
+        # A learnable dictionary has moved away from the file it started from: hash the file.
+        dictionary = (_named_dictionary(config) if config.frontend.learnable_dictionary
+                      else encoder.dictionary())
+    return {
+        "name": config.frontend.dictionary,
+        "sha256": dictionary.sha256(),
+        "n_atoms": dictionary.n_atoms,
+        "patch_size": dictionary.patch_size,
+        "learnable": config.frontend.learnable_dictionary,
+    }
+
+
+def save_model(model: nn.Module, run_dir: str | Path, config: RunConfig,
+               metrics: Mapping[str, Any] | None = None, *, dictionary: "Dictionary | None" = None,
+               dataset: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model`` into ``run_dir`` (created if needed); returns the weights' path.
+
+    Args:
+        model: the network :func:`build_model` builds from ``config`` (a DDP wrapper is unwrapped).
+        config: the resolved run configuration (written as ``config.toml``).
+        metrics: JSON-compatible results to record in the card (e.g. monitor accuracy).
+        dictionary: the dictionary the frontend was built from (default: read from the model, or
+            for a learnable dictionary the file its config names).
+        dataset: extra dataset facts for the card (e.g. number of training images).
+
+    Every file is written atomically; the card is written last.
+    """
+    run_dir = Path(run_dir)
+    model = unwrap(model)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    weights = run_dir / MODEL_FILE
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    save_config(config, run_dir / CONFIG_FILE)
+    card = {
+        "format": CARD_FORMAT,
+        "scfront_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "architecture": {
+            "classifier": config.model.classifier,
+            "num_classes": config.model.num_classes,
+            "defended": config.frontend.enabled,
+            "decoder": config.frontend.decoder.value if config.frontend.enabled else None,
+            "image_size": config.data.image_size,
+        },
+        "parameters": count_parameters(model),
+        "dictionary": _dictionary_record(model, config, dictionary),
+        "frontend": to_dict(config.frontend) if config.frontend.enabled else None,
+        "training": to_dict(config.train),
+        "dataset": {"name": config.data.dataset.value, **to_dict(config.data), **dict(dataset or {})},
+        "metrics": dict(metrics or {}),
+        "weights": {"file": MODEL_FILE, "sha256": sha256_file(weights)},
+    }
+    atomic_write_json(run_dir / CARD_FILE, card)
+    return weights
+
+
+def _model_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        return path
+    if path.suffix == ".safetensors":
+        return path.parent
+    if path.suffix in (".pt", ".pth"):
+        raise CheckpointError(f"{path} is a PyTorch checkpoint, not a model saved by scfront; "
+                              "use scfront.models.import_original_resnet32 for the original ones")
+    raise CheckpointError(f"{path} does not exist (expected a run folder or its {MODEL_FILE})")
+
+
+def read_card(model_dir: str | Path) -> dict[str, Any]:
+    """The parsed ``model_card.json`` of a saved model folder."""
+    path = Path(model_dir) / CARD_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist (not a model saved by scfront, or an "
+                              "unfinished run)")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise CheckpointError(f"{path} is not a scfront model card of format {CARD_FORMAT}")
+    return card
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu",
+               dictionary: "Dictionary | None" = None) -> nn.Module:
+    """A model saved by :func:`save_model`, in eval mode, input (N, 3, H, W) float in [0, 1].
+
+    Args:
+        path: the folder, or its ``model.safetensors``.
+        device: where to put the model.
+        dictionary: the frontend's dictionary, when the name recorded in the config does not
+            resolve on this machine (its sha256 must match the card's).
+
+    Raises:
+        CheckpointError: missing, corrupt or inconsistent files, weights that do not fit the
+            architecture, or a dictionary whose hash differs from the one the model was
+            trained with.
+    """
+    model_dir = _model_dir(path)
+    weights = model_dir / MODEL_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"no {MODEL_FILE} in {model_dir} (not a saved model, or training "
+                              "has not finished)")
+    card = read_card(model_dir)
+    config_path = model_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path} does not exist: the model cannot be rebuilt")
+    config = load_config(config_path)
+    expected = card.get("weights", {}).get("sha256")
+    if expected != sha256_file(weights):
+        raise CheckpointError(f"{weights} does not match the sha256 in {CARD_FILE} (corrupt or "
+                              "replaced file)")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({exc})") from None
+    model = build_model(config, dictionary=dictionary)
+    record = card.get("dictionary")
+    encoder = _encoder(model)
+    if record is not None and encoder is not None:
+        found = encoder.dictionary().sha256()
+        if found != record.get("sha256"):
+            raise CheckpointError(
+                f"the dictionary {record.get('name')!r} resolves to atoms with sha256 {found[:12]}…, "
+                f"but the model was trained with {str(record.get('sha256'))[:12]}…; pass the "
+                "original dictionary (load_model(..., dictionary=...))")
+    load_state_dict_strict(model, state, str(weights))
+    return model.to(device).eval()
+
+
+def _pretrained_root() -> Path:
+    return Path(str(resources.files("scfront").joinpath(*PRETRAINED_PACKAGE_DIR)))
+
+
+def list_pretrained() -> list[str]:
+    """Names of the models shipped in ``scfront/assets/models``."""
+    root = _pretrained_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / CARD_FILE).is_file())
+
+
+def load_pretrained(name: str = "cifar10_cpu", device: torch.device | str = "cpu") -> nn.Module:
+    """A model shipped inside the package (``scfront/assets/models/<name>/``), eval mode."""
+    available = list_pretrained()
+    if name not in available:
+        listed = ", ".join(available) if available else "none are shipped in this installation"
+        raise CheckpointError(f"no pretrained model {name!r}; available: {listed}")
+    return load_model(_pretrained_root() / name, device=device)
