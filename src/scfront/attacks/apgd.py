@@ -23,7 +23,7 @@ from typing import ClassVar, Iterator
 import torch
 from torch import nn
 
-from scfront.attacks.gradient import GradientAttack, Run
+from scfront.attacks.gradient import GradientAttack, Run, as_enum
 from scfront.attacks.losses import Loss, LossFn, dlr_targeted, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
@@ -63,13 +63,8 @@ class APGD(GradientAttack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        try:
-            object.__setattr__(self, "loss", Loss(self.loss))
-            object.__setattr__(self, "norm", Norm(self.norm))
-        except ValueError as err:
-            raise ConfigError(f"{self.name}: {err}") from None
-        if self.norm is Norm.L1:
-            raise ConfigError(f"{self.name}: norm must be Linf or L2 (use pgd-l1-sparse for L1)")
+        object.__setattr__(self, "loss", as_enum(self.name, "loss", self.loss, Loss, (Loss.CE, Loss.DLR)))
+        object.__setattr__(self, "norm", as_enum(self.name, "norm", self.norm, Norm, (Norm.LINF, Norm.L2)))
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from scfront.attacks.gradient import GradientAttack
+from scfront.attacks.gradient import GradientAttack, as_enum
 from scfront.attacks.losses import CW_KAPPA, Loss, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
@@ -39,12 +39,7 @@ class FGSM(GradientAttack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        try:
-            object.__setattr__(self, "loss", Loss(self.loss))
-        except ValueError as err:
-            raise ConfigError(f"{self.name}: {err}") from None
-        if self.loss is Loss.DLR:
-            raise ConfigError(f"{self.name}: loss must be 'ce' or 'cw'")
+        object.__setattr__(self, "loss", as_enum(self.name, "loss", self.loss, Loss, (Loss.CE, Loss.CW)))
         if self.alpha is not None and not 0.0 <= self.alpha <= self.eps:
             raise ConfigError(f"{self.name}: alpha must lie in [0, eps={self.eps}], got {self.alpha!r}")
 

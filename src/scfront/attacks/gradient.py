@@ -13,9 +13,10 @@ worst case over restarts, BPDA rules, and the ε-bounded threat model.
 from __future__ import annotations
 
 import abc
+import enum
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterable, Iterator
+from typing import Callable, ClassVar, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ from scfront.attacks.losses import LossFn, margin
 from scfront.attacks.threat import Norm, ThreatModel
 from scfront.errors import ConfigError
 
-__all__ = ["GradientAttack", "keep_worst", "loss_and_grad", "Run"]
+__all__ = ["GradientAttack", "as_enum", "keep_worst", "loss_and_grad", "Run"]
 
 Run = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_sub, y_sub) -> x_adv_sub
 
@@ -87,6 +88,22 @@ def keep_worst(model: nn.Module, x: torch.Tensor, y: torch.Tensor, runs: Iterabl
         best_margin[idx[better]] = m[better]
         fooled[idx[f]] = True
     return x_best
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def as_enum(attack: str, field: str, value: object, kind: type[E], allowed: Sequence[E] | None = None) -> E:
+    """``kind(value)`` restricted to ``allowed``, or a ConfigError naming the accepted values."""
+    choices = list(kind) if allowed is None else list(allowed)
+    try:
+        member = kind(value)
+    except ValueError:
+        member = None
+    if member is None or member not in choices:
+        names = ", ".join(repr(c.value) for c in choices)
+        raise ConfigError(f"{attack}: {field} must be one of {names}, got {value!r}")
+    return member
 
 
 def _positive_int(name: str, value: object) -> None:

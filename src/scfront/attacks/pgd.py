@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from scfront.attacks.gradient import GradientAttack
+from scfront.attacks.gradient import GradientAttack, as_enum
 from scfront.attacks.losses import CW_KAPPA, Loss, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
@@ -52,13 +52,8 @@ class PGD(GradientAttack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        try:
-            object.__setattr__(self, "loss", Loss(self.loss))
-            object.__setattr__(self, "projection", Projection(self.projection))
-        except ValueError as err:
-            raise ConfigError(f"{self.name}: {err}") from None
-        if self.loss is Loss.DLR:
-            raise ConfigError(f"{self.name}: loss must be 'ce' or 'cw' (DLR belongs to apgd-dlr)")
+        object.__setattr__(self, "loss", as_enum(self.name, "loss", self.loss, Loss, (Loss.CE, Loss.CW)))
+        object.__setattr__(self, "projection", as_enum(self.name, "projection", self.projection, Projection))
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
         if not isinstance(self.step_size, (int, float)) or not self.step_size > 0:
