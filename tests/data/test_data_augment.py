@@ -100,3 +100,25 @@ def test_batches_rejects_bad_input() -> None:
         batches(torch.rand(4, 3, 8, 8), torch.zeros(4), 2)
     with pytest.raises(InputError, match=r"labels must have shape \(4,\)"):
         batches(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.zeros(5), 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("generator_device", ["cpu", "cuda"])
+def test_batches_on_cuda(generator_device: str) -> None:
+    n = 40
+    images = torch.randint(1, 256, (n, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(n)
+
+    def run() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator(device=generator_device).manual_seed(0)
+        return list(batches(images, labels, 16, shuffle=True, generator=gen, augment=True,
+                            padding=2, device="cuda"))
+
+    first, again = run(), run()
+    for (x, y), (x2, y2) in zip(first, again):
+        assert x.device.type == "cuda" and y.device.type == "cuda" and x.dtype == torch.float32
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+        for b in range(x.shape[0]):
+            source = images[int(y[b])].float() / 255
+            assert len(_find_transform(x[b].cpu(), source, 2)) == 1
+    assert sorted(torch.cat([y for _, y in first]).tolist()) == list(range(n))

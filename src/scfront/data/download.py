@@ -63,6 +63,19 @@ def _safe_member_name(name: str) -> str | None:
     return norm
 
 
+def _checked_member(member: tarfile.TarInfo, tarball: Path) -> bool:
+    """True for a file to extract, False for the batches folder entry; DatasetError otherwise."""
+    name = _safe_member_name(member.name)
+    if member.isdir() and name is not None:
+        return False
+    if name is None or not member.isfile() or name == BATCHES_DIR:
+        raise DatasetError(f"{tarball}: refusing archive member {member.name!r} "
+                           f"(expected regular files under {BATCHES_DIR}/)")
+    if member.size > _MAX_MEMBER_BYTES:
+        raise DatasetError(f"{tarball}: member {member.name!r} is implausibly large")
+    return True
+
+
 def extract_cifar10(tarball: Path, dest: Path, expected_md5: str = TARBALL_MD5) -> Path:
     """Verify ``tarball``'s md5, then extract its ``cifar-10-batches-py/`` files into ``dest``.
 
@@ -73,25 +86,22 @@ def extract_cifar10(tarball: Path, dest: Path, expected_md5: str = TARBALL_MD5) 
     if not tarball.is_file():
         raise DatasetError(f"tarball {tarball} does not exist")
     verify_md5(tarball, expected_md5)
-    written = 0
     try:
+        # Check every member before writing anything, so a bad archive leaves no partial tree.
+        with tarfile.open(tarball, "r:gz") as archive:
+            files = [_checked_member(member, tarball) for member in archive]
         with tarfile.open(tarball, "r:gz") as archive:
             for member in archive:
                 name = _safe_member_name(member.name)
-                if member.isdir() and name is not None:
-                    continue
-                if name is None or not member.isfile() or name == BATCHES_DIR:
-                    raise DatasetError(f"{tarball}: refusing archive member {member.name!r} "
-                                       f"(expected regular files under {BATCHES_DIR}/)")
-                if member.size > _MAX_MEMBER_BYTES:
-                    raise DatasetError(f"{tarball}: member {member.name!r} is implausibly large")
+                if name is None or not member.isfile():
+                    continue  # the folder entry itself (the first pass refused anything else)
                 handle = archive.extractfile(member)
                 if handle is None:  # pragma: no cover - isfile() members always have data
                     continue
                 atomic_write_bytes(dest / name, handle.read())
-                written += 1
     except (tarfile.TarError, EOFError) as exc:
         raise DatasetError(f"cannot read {tarball} as a gzip tar archive: {exc}") from None
+    written = sum(files)
     if written == 0:
         raise DatasetError(f"{tarball} holds no files under {BATCHES_DIR}/")
     log.info("extracted %d files to %s", written, dest / BATCHES_DIR)

@@ -146,24 +146,39 @@ def list_split(dataset_dir: str | Path, split: str, spec: FolderSpec) -> FolderL
     sizes: list[int] = []
     mtimes: list[int] = []
     for label, cls in enumerate(spec.classes):
-        entries = sorted(
-            (e for e in os.scandir(split_dir / cls)
-             if not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in spec.suffixes),
-            key=lambda e: e.name,
-        )
+        entries = _image_entries(split_dir / cls, spec.suffixes)
         if not entries:
             raise DatasetError(
                 f"class folder {split_dir / cls} holds no {'/'.join(spec.suffixes)} images"
             )
-        for entry in entries:
-            stat = entry.stat()
-            files.append(f"{cls}/{entry.name}")
+        for name, size, mtime in entries:
+            files.append(f"{cls}/{name}")
             labels.append(label)
-            sizes.append(stat.st_size)
-            mtimes.append(stat.st_mtime_ns)
+            sizes.append(size)
+            mtimes.append(mtime)
     return FolderListing(
         split_dir, tuple(files), tuple(labels), tuple(sizes), tuple(mtimes), spec.classes
     )
+
+
+def _image_entries(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """Sorted ``(name, size, mtime_ns)`` of the non-hidden files in ``folder`` with a suffix in
+    ``suffixes`` (case-insensitive)."""
+    # Listing through a directory descriptor makes each stat a one-component fstatat lookup:
+    # stat-ing 60,000 files is most of a cached load, so this matters.
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        with os.scandir(fd) as it:
+            out = []
+            for entry in it:
+                name = entry.name
+                if name.lower().endswith(suffixes) and not name.startswith("."):
+                    stat = entry.stat()
+                    out.append((name, stat.st_size, stat.st_mtime_ns))
+    finally:
+        os.close(fd)
+    out.sort()
+    return out
 
 
 def _check_classes(split_dir: Path, found: Sequence[str], expected: Sequence[str]) -> None:
