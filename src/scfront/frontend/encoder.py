@@ -1,0 +1,256 @@
+"""The sparse coding encoder (PAPER.md section 2) with attack-time BPDA rules (section 6).
+
+Steps, in order, each optional: convolution with the dictionary atoms → uniform noise → top-T by
+|z| per location → dropout of kept coefficients → ternary activation. The forward pass is always
+exact; the backward pass of top-T and of the activation follows ``encoder.bpda``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scfront.config import EPS_8
+from scfront.dictionary.core import Dictionary
+from scfront.errors import CheckpointError, ConfigError, InputError
+from scfront.frontend.bpda import BPDA, IdentityBackward, TanhSurrogateBackward, TopUMaskBackward, ternary
+from scfront.frontend.codes import SparseCodes
+
+__all__ = ["Encoder", "RANGE_TOLERANCE"]
+
+RANGE_TOLERANCE = 1e-6  # inputs may leave [0, 1] by this much (float rounding in attacks)
+
+
+def _check_number(name: str, value: Any, low: float, high: float = math.inf,
+                  low_open: bool = False, high_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"encoder {name} must be a finite number, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ConfigError(f"encoder {name} must be in {lo}{low}, {high}{hi}, got {value!r}")
+    return float(value)
+
+
+class Encoder(nn.Module):
+    """Sparse coding encoder: images → ternary sparse codes (PAPER.md section 2).
+
+    Args:
+        dictionary: the atoms, (n_atoms, C, p, p); stored as a buffer (a Parameter when
+            ``learnable``), so a saved state_dict is self-contained.
+        stride: of the patch convolution (2 for CIFAR-10, 4 for Imagenette).
+        top_t: coefficients kept per location (T = 15); ``None`` disables top-T.
+        beta, assumed_eps: threshold j = β·ε_a of the activation (3 · 8/255 ≈ 0.0941).
+        activation: ternary quantisation on/off.
+        noise_gamma_train, noise_gamma_test: γ of the uniform noise in train / eval mode
+            (``module.training``); 0 disables it (the "noisy" variant uses 100 / 0).
+        dropout_p: probability of dropping a kept coefficient, without rescaling. It is applied
+            in train and eval mode alike: the dropout variant is a randomised frontend (the
+            original applied it unconditionally; evaluations use EOT against it).
+        learnable: ablation "learnable dictionary": the atoms are a Parameter, their L1 norms
+            are recomputed from the current atoms at every forward.
+        bpda: backward rules, replaceable at attack time (``encoder.bpda = BPDA(...)``).
+        generator: source of the noise and dropout randomness; default: a generator owned by the
+            encoder, seeded from ``seed`` or, when ``seed`` is None, from fresh OS entropy.
+        seed: seed of the owned generator (ignored when ``generator`` is given).
+
+    ``forward(x)``: x (B, C, H, W) float in [0, 1] → codes (B, n_atoms, H', W') float32 with
+    H' = (H − p)//stride + 1; with top-T and activation each location holds at most T non-zero
+    values, each ±‖d_k‖₁.
+    """
+
+    def __init__(self, dictionary: Dictionary, stride: int = 2, top_t: int | None = 15,
+                 beta: float = 3.0, assumed_eps: float = EPS_8, activation: bool = True,
+                 noise_gamma_train: float = 0.0, noise_gamma_test: float = 0.0,
+                 dropout_p: float = 0.0, learnable: bool = False, bpda: BPDA = BPDA(),
+                 generator: torch.Generator | None = None, seed: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(dictionary, Dictionary):
+            raise ConfigError(f"Encoder needs a scfront Dictionary, got {type(dictionary).__name__}")
+        n_atoms, patch = dictionary.n_atoms, dictionary.patch_size
+        if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= patch:
+            raise ConfigError(f"encoder stride must be an integer in [1, patch size {patch}], got {stride!r}")
+        if top_t is not None and (isinstance(top_t, bool) or not isinstance(top_t, int)
+                                  or not 1 <= top_t <= n_atoms):
+            raise ConfigError(f"encoder top_t must be None or an integer in [1, {n_atoms}] "
+                              f"(the dictionary has {n_atoms} atoms), got {top_t!r}")
+        self.stride = stride
+        self.top_t = top_t
+        self.beta = _check_number("beta", beta, 0.0)
+        self.assumed_eps = _check_number("assumed_eps", assumed_eps, 0.0, low_open=True)
+        self.activation = bool(activation)
+        self.noise_gamma_train = _check_number("noise_gamma_train", noise_gamma_train, 0.0)
+        self.noise_gamma_test = _check_number("noise_gamma_test", noise_gamma_test, 0.0)
+        self.dropout_p = _check_number("dropout_p", dropout_p, 0.0, 1.0, high_open=True)
+        self.learnable = bool(learnable)
+        self.bpda = bpda
+        if generator is None:
+            generator = torch.Generator()
+            if seed is None:
+                generator.seed()  # this generator only; the global RNG is left alone
+            else:
+                generator.manual_seed(seed)
+        self.generator = generator
+        atoms = dictionary.atoms.clone()
+        if self.learnable:
+            self.atoms = nn.Parameter(atoms)
+        else:
+            self.register_buffer("atoms", atoms)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def bpda(self) -> BPDA:
+        return self._bpda
+
+    @bpda.setter
+    def bpda(self, rule: BPDA) -> None:
+        if not isinstance(rule, BPDA):
+            raise ConfigError(f"encoder.bpda must be a scfront.frontend.BPDA, got {type(rule).__name__}")
+        self._bpda = rule
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atoms.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.atoms.shape[1])
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.atoms.shape[2])
+
+    @property
+    def jump(self) -> float:
+        """The activation threshold j = β·ε_a (on u = z/‖d_k‖₁)."""
+        return self.beta * self.assumed_eps
+
+    def l1_norms(self) -> torch.Tensor:
+        """(n_atoms,) ‖d_k‖₁ of the current atoms, without gradient (recomputed every call)."""
+        return self.atoms.detach().abs().flatten(1).sum(1)
+
+    def output_size(self, size: int) -> int:
+        """Spatial size H' of the codes for an input of size H."""
+        return (size - self.patch_size) // self.stride + 1
+
+    def dictionary(self) -> Dictionary:
+        """The current atoms as a :class:`Dictionary` (detached copy)."""
+        return Dictionary(self.atoms.detach().cpu().clone(), {"source": "encoder"})
+
+    def extra_repr(self) -> str:
+        return (f"n_atoms={self.n_atoms}, patch={self.patch_size}, stride={self.stride}, "
+                f"top_t={self.top_t}, jump={self.jump:.4f}, activation={self.activation}, "
+                f"noise_gamma=({self.noise_gamma_train}, {self.noise_gamma_test}), "
+                f"dropout_p={self.dropout_p}, learnable={self.learnable}, bpda={self.bpda}")
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        saved = state_dict.get(prefix + "atoms")
+        if saved is not None and tuple(saved.shape) != tuple(self.atoms.shape):
+            raise CheckpointError(
+                f"saved dictionary atoms have shape {tuple(saved.shape)} but this encoder was built "
+                f"for {tuple(self.atoms.shape)} (n_atoms, channels, p, p)")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ------------------------------------------------------------------ input checks
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise InputError unless x is (B, C, H, W) float in [0, 1] and at least one patch big."""
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"encoder input must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise InputError(f"encoder input must be (batch, {self.channels}, height, width) images, "
+                             f"got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise InputError(f"encoder input must be a float tensor in [0, 1], got {x.dtype}")
+        if min(x.shape[2], x.shape[3]) < self.patch_size:
+            raise InputError(f"images of {x.shape[2]}x{x.shape[3]} are smaller than the "
+                             f"{self.patch_size}x{self.patch_size} dictionary patches")
+        if x.numel() == 0:
+            raise InputError("encoder input is an empty batch")
+        low, high = torch.aminmax(x.detach())
+        low_v, high_v = float(low), float(high)
+        if math.isnan(low_v) or math.isnan(high_v):  # aminmax propagates NaN
+            raise InputError("encoder input contains NaN")
+        if low_v < -RANGE_TOLERANCE or high_v > 1.0 + RANGE_TOLERANCE:
+            raise InputError(f"encoder input must be images in [0, 1], got values in [{low_v:.4g}, {high_v:.4g}]")
+
+    # ------------------------------------------------------------------ steps
+    def _uniform(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """U[0, 1) numbers from the encoder's generator, on ``like``'s device and dtype."""
+        out = torch.rand(shape, generator=self.generator, device=self.generator.device, dtype=like.dtype)
+        return out.to(like.device)
+
+    def _noise(self, z: torch.Tensor, l1: torch.Tensor) -> torch.Tensor:
+        """z + γ·ε_a·‖d_k‖₁·n, n ~ U[-1, 1] with unit L1 norm over each (sample, atom) map."""
+        gamma = self.noise_gamma_train if self.training else self.noise_gamma_test
+        if gamma == 0.0:
+            return z
+        n = self._uniform(tuple(z.shape), z) * 2.0 - 1.0
+        n = n / n.abs().sum(dim=(2, 3), keepdim=True).clamp_min(torch.finfo(z.dtype).tiny)
+        return z + (gamma * self.assumed_eps) * l1.view(1, -1, 1, 1) * n
+
+    def _activate(self, v: torch.Tensor, l1: torch.Tensor) -> torch.Tensor:
+        if not self.activation:
+            return v
+        jump = self.jump
+        if self.bpda.steepness == 0.0:
+            return IdentityBackward.apply(v, lambda t: ternary(t, l1, jump))
+        return TanhSurrogateBackward.apply(v, l1, jump, self.bpda.steepness)
+
+    def preactivation(self, x: torch.Tensor) -> torch.Tensor:
+        """z = conv2d(x, atoms, stride) (+ noise): (B, n_atoms, H', W') float32 (steps 1-2)."""
+        self.check_input(x)
+        z = F.conv2d(x, self.atoms, stride=self.stride)
+        return self._noise(z, self.l1_norms())
+
+    def _needs_input_grad(self, x: torch.Tensor) -> bool:
+        return torch.is_grad_enabled() and (x.requires_grad or self.atoms.requires_grad)
+
+    def sparse_codes(self, x: torch.Tensor) -> SparseCodes:
+        """The codes in slot layout (see :class:`SparseCodes`); needs top-T.
+
+        Slots hold the top-K atoms by |z| per location, K = T when no gradient is needed and
+        K = max(T, U) under autograd with ``bpda.top_u = U`` (K = n_atoms for the identity rule).
+        """
+        if self.top_t is None:
+            raise ConfigError("sparse codes need top-T; this encoder has top_t=None")
+        z = self.preactivation(x)
+        n, t = self.n_atoms, self.top_t
+        top_u = self.bpda.top_u
+        needs_grad = self._needs_input_grad(x)
+        if not needs_grad:
+            slots = t
+        elif top_u is None:
+            slots = n  # identity through top-T: every coefficient gets gradient
+        else:
+            slots = max(t, min(top_u, n))
+        z_last = z.permute(0, 2, 3, 1)  # (B, H', W', n): one location per row
+        indices = torch.topk(z_last.detach().abs(), slots, dim=-1, sorted=True).indices
+        values = torch.gather(z_last, -1, indices)
+        slot = torch.arange(slots, device=z.device)
+        keep = slot < t
+        if needs_grad and top_u is None:
+            values = IdentityBackward.apply(values, lambda v: torch.where(keep, v, torch.zeros_like(v)))
+        elif needs_grad:
+            values = TopUMaskBackward.apply(values, keep, slot < top_u)
+        if self.dropout_p > 0.0:
+            # drawn on the dense layout so that the dense and slot forms see the same mask
+            kept = self._uniform(tuple(z_last.shape), z) >= self.dropout_p
+            values = torch.where(torch.gather(kept, -1, indices), values, torch.zeros_like(values))
+        l1 = self.l1_norms()
+        values = self._activate(values, l1[indices])
+        return SparseCodes(values, indices, n, t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) float in [0, 1] → codes (B, n_atoms, H', W') float32 (channels-last)."""
+        if self.top_t is not None:
+            return self.sparse_codes(x).to_dense()
+        z = self.preactivation(x)
+        if self.dropout_p > 0.0:
+            kept = self._uniform(tuple(z.permute(0, 2, 3, 1).shape), z) >= self.dropout_p
+            z = torch.where(kept.permute(0, 3, 1, 2), z, torch.zeros_like(z))
+        return self._activate(z, self.l1_norms().view(1, -1, 1, 1))

@@ -1,0 +1,94 @@
+"""BPDA gradients against the closed forms of PAPER.md section 6, and the attack-time switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scfront.dictionary.core import Dictionary
+from scfront.errors import ConfigError
+from scfront.frontend import BPDA, Encoder, bpda
+
+T, BETA, EPS = 2, 3.0, 8 / 255
+JUMP = BETA * EPS
+
+
+def closed_form_input_grad(x: torch.Tensor, atoms: torch.Tensor, weights: torch.Tensor,
+                           top_u: int | None, steepness: float) -> torch.Tensor:
+    """∂/∂x of Σ weights·codes under the BPDA rules, written out by hand (stride 1)."""
+    z = F.conv2d(x, atoms)
+    l1 = atoms.abs().sum(dim=(1, 2, 3)).view(1, -1, 1, 1)
+    rank = torch.argsort(torch.argsort(z.abs(), dim=1, descending=True), dim=1)  # 0 = largest
+    kept = torch.where(rank < T, z, torch.zeros(()))
+    grad_z = weights.clone()
+    if steepness > 0:  # derivative of 0.5[tanh(s(u−j)) + tanh(s(u+j))] at u = kept/‖d‖₁
+        u = kept / l1
+        grad_z = grad_z * 0.5 * steepness * (torch.cosh(steepness * (u - JUMP)) ** -2
+                                             + torch.cosh(steepness * (u + JUMP)) ** -2)
+    if top_u is not None:
+        grad_z = grad_z * (rank < top_u)
+    return F.conv_transpose2d(grad_z, atoms)
+
+
+@pytest.fixture()
+def setup(small_dictionary: Dictionary) -> tuple[Encoder, torch.Tensor, torch.Tensor]:
+    encoder = Encoder(small_dictionary, stride=1, top_t=T, beta=BETA, assumed_eps=EPS).double()
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(2, 3, 5, 5, generator=g, dtype=torch.float64)
+    weights = torch.randn(2, 8, 4, 4, generator=g, dtype=torch.float64)
+    return encoder, x, weights
+
+
+def input_grad(encoder: Encoder, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    x = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad((encoder(x) * weights).sum(), x)
+    return grad
+
+
+@pytest.mark.parametrize("top_u, steepness", [(4, 4.0), (1, 4.0), (8, 10.0), (None, 4.0), (4, 0.0), (None, 0.0)])
+def test_gradient_matches_closed_form(setup: tuple, top_u: int | None, steepness: float) -> None:
+    encoder, x, weights = setup
+    encoder.bpda = BPDA(top_u=top_u, steepness=steepness)
+    expected = closed_form_input_grad(x, encoder.atoms, weights, top_u, steepness)
+    assert float(expected.abs().max()) > 0
+    torch.testing.assert_close(input_grad(encoder, x, weights), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_identity_rules_pass_gradient_unchanged(setup: tuple) -> None:
+    encoder, x, weights = setup
+    encoder.bpda = BPDA(top_u=None, steepness=0.0)
+    z = F.conv2d(x.clone().requires_grad_(), encoder.atoms)
+    codes = torch.autograd.functional.vjp(lambda t: encoder._activate(t, encoder.l1_norms().view(1, -1, 1, 1)),
+                                          z, weights)[1]
+    assert torch.equal(codes, weights)  # straight through the activation
+    assert torch.equal(input_grad(encoder, x, weights), F.conv_transpose2d(weights, encoder.atoms))
+
+
+def test_rules_change_gradient_not_forward(setup: tuple) -> None:
+    encoder, x, weights = setup
+    model = nn.Sequential(nn.Identity(), nn.Sequential(encoder))
+    forward, grad = encoder(x), input_grad(encoder, x, weights)
+    seen = []
+    for top_u, steepness in [(3, 4.0), (None, 8.0), (4, 1.0), (4, 0.0)]:
+        with bpda(model, top_u=top_u, steepness=steepness) as changed:
+            assert changed == [encoder] and encoder.bpda == BPDA(top_u, steepness)
+            assert torch.equal(model(x), forward)
+            seen.append(input_grad(encoder, x, weights))
+        assert encoder.bpda == BPDA()  # restored
+    for other in seen:
+        assert not torch.allclose(other, grad)
+    with bpda(model, steepness=2.0):  # fields not given are kept
+        assert encoder.bpda == BPDA(top_u=30, steepness=2.0)
+
+
+def test_rules_restored_after_error_and_no_encoder_is_an_error(setup: tuple) -> None:
+    encoder, _, _ = setup
+    with pytest.raises(RuntimeError, match="boom"):
+        with bpda(encoder, top_u=None):
+            raise RuntimeError("boom")
+    assert encoder.bpda == BPDA()
+    with pytest.raises(ConfigError, match="no sparse coding Encoder"):
+        with bpda(nn.Linear(2, 2), top_u=3):
+            pass

@@ -1,0 +1,164 @@
+"""The encoder against a straightforward re-computation of PAPER.md section 2 on real images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scfront.dictionary.core import Dictionary
+from scfront.errors import CheckpointError, ConfigError, InputError
+from scfront.frontend import BPDA, Encoder
+
+EPS = 8 / 255
+
+
+def naive_codes(x: torch.Tensor, atoms: torch.Tensor, stride: int, top_t: int, jump: float) -> torch.Tensor:
+    """conv → per location: sort |z|, keep T → ternary at j·‖d‖₁, written as plain loops."""
+    z = F.conv2d(x, atoms, stride=stride)
+    l1 = atoms.abs().sum(dim=(1, 2, 3))
+    out = torch.zeros_like(z)
+    batch, _, height, width = z.shape
+    for b in range(batch):
+        for i in range(height):
+            for j in range(width):
+                column = z[b, :, i, j]
+                order = torch.sort(column.abs(), descending=True, stable=True).indices[:top_t]
+                for k in order.tolist():
+                    u = column[k] / l1[k]
+                    if u.abs() > jump:
+                        out[b, k, i, j] = l1[k] if u > 0 else -l1[k]
+    return out
+
+
+def test_codes_equal_naive_computation_on_cifar(cifar_dictionary: Dictionary, cifar_images: torch.Tensor) -> None:
+    images = cifar_images[::3]  # 4 classes: the loops of the reference are slow
+    encoder = Encoder(cifar_dictionary)
+    codes = encoder(images)
+    expected = naive_codes(images, cifar_dictionary.atoms, 2, 15, 3 * EPS)
+    assert codes.shape == (4, 500, 15, 15)
+    assert torch.equal(codes, expected)
+    # the same codes when the encoder keeps extra slots for gradients (autograd on)
+    x = images.clone().requires_grad_()
+    assert torch.equal(encoder(x).detach(), expected)
+
+
+def test_codes_are_sparse_and_ternary(cifar_dictionary: Dictionary, cifar_images: torch.Tensor) -> None:
+    codes = Encoder(cifar_dictionary)(cifar_images)
+    nonzero = (codes != 0).sum(dim=1)
+    assert int(nonzero.max()) <= 15
+    assert int(nonzero.sum()) > 0
+    l1 = cifar_dictionary.l1_norms.view(1, -1, 1, 1).expand_as(codes)
+    assert torch.all((codes == 0) | (codes == l1) | (codes == -l1))
+
+
+def test_without_top_t_or_activation(cifar_dictionary: Dictionary, cifar_images: torch.Tensor) -> None:
+    x = cifar_images[:3]
+    z = F.conv2d(x, cifar_dictionary.atoms, stride=2)
+    assert torch.equal(Encoder(cifar_dictionary, top_t=None, activation=False)(x), z)
+    kept = Encoder(cifar_dictionary, top_t=15, activation=False)(x)
+    assert int((kept != 0).sum(dim=1).max()) <= 15
+    mask = kept != 0
+    assert torch.equal(kept[mask], z[mask])
+    # every kept |z| is at least as large as every dropped one, per location
+    smallest_kept = torch.where(mask, z.abs(), torch.inf).amin(dim=1)
+    largest_dropped = torch.where(mask, -torch.inf, z.abs()).amax(dim=1)
+    assert torch.all(smallest_kept >= largest_dropped)
+    dense = Encoder(cifar_dictionary, top_t=None)(x)
+    l1 = cifar_dictionary.l1_norms.view(1, -1, 1, 1)
+    assert torch.equal(dense, torch.where((z / l1).abs() > 3 * EPS, torch.sign(z) * l1, torch.zeros(())))
+
+
+def test_noise_follows_gamma_and_generator(small_dictionary: Dictionary) -> None:
+    x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    plain = Encoder(small_dictionary, top_t=None, activation=False)
+    noisy = Encoder(small_dictionary, top_t=None, activation=False, noise_gamma_train=100.0,
+                    noise_gamma_test=0.0, seed=5)
+    noisy.eval()
+    assert torch.equal(noisy(x), plain(x))  # γ_test = 0
+    noisy.train()
+    first = noisy(x) - plain(x)
+    again = Encoder(small_dictionary, top_t=None, activation=False, noise_gamma_train=100.0, seed=5)
+    assert torch.allclose(again(x) - plain(x), first, atol=1e-6)  # same seed, same noise
+    # scale: the noise of each (sample, atom) map has L1 norm γ·ε_a·‖d_k‖₁
+    l1 = small_dictionary.l1_norms
+    assert torch.allclose(first.abs().sum(dim=(2, 3)), (100 * EPS * l1).expand(2, -1), rtol=1e-3)
+    assert float(first.min()) < 0 < float(first.max())
+    state = torch.random.get_rng_state()
+    noisy(x)
+    assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
+
+
+def test_dropout_drops_kept_coefficients_without_rescaling(cifar_dictionary: Dictionary,
+                                                            cifar_images: torch.Tensor) -> None:
+    full = Encoder(cifar_dictionary)(cifar_images)
+    dropped_encoder = Encoder(cifar_dictionary, dropout_p=0.5, seed=1)
+    dropped_encoder.eval()  # randomised in eval mode too
+    dropped = dropped_encoder(cifar_images)
+    survived = dropped != 0
+    assert torch.equal(dropped[survived], full[survived])  # no rescaling
+    fraction = survived.sum() / (full != 0).sum()
+    assert 0.4 < float(fraction) < 0.6
+    assert not torch.equal(dropped_encoder(cifar_images), dropped)
+
+
+def test_learnable_dictionary_recomputes_l1(small_dictionary: Dictionary) -> None:
+    encoder = Encoder(small_dictionary, top_t=3, learnable=True)
+    assert isinstance(encoder.atoms, torch.nn.Parameter)
+    x = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    encoder(x).sum().backward()
+    assert encoder.atoms.grad is not None and float(encoder.atoms.grad.abs().sum()) > 0
+    with torch.no_grad():
+        encoder.atoms.mul_(2.0)
+    values = set(encoder(x).abs().unique().tolist()) - {0.0}
+    assert values and values <= set((2 * small_dictionary.l1_norms).tolist())
+
+
+def test_state_dict_holds_atoms_and_rejects_mismatch(small_dictionary: Dictionary) -> None:
+    encoder = Encoder(small_dictionary, top_t=3)
+    state = encoder.state_dict()
+    assert torch.equal(state["atoms"], small_dictionary.atoms)
+    other = Encoder(Dictionary(torch.randn(5, 3, 2, 2)), top_t=3)
+    with pytest.raises(CheckpointError, match="atoms"):
+        other.load_state_dict(state)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.rand(3, 6, 6), "batch, 3, height, width"),
+    (torch.rand(1, 1, 6, 6), "batch, 3, height, width"),
+    (torch.rand(1, 3, 1, 6), "smaller than"),
+    (torch.rand(1, 3, 6, 6) * 2, r"\[0, 1\]"),
+    (torch.full((1, 3, 6, 6), float("nan")), "NaN"),
+    (torch.zeros(1, 3, 6, 6, dtype=torch.uint8), "float"),
+])
+def test_bad_input_is_one_clear_error(small_dictionary: Dictionary, bad: torch.Tensor, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        Encoder(small_dictionary, top_t=3)(bad)
+
+
+def test_range_tolerance(small_dictionary: Dictionary) -> None:
+    x = torch.rand(1, 3, 6, 6)
+    x[0, 0, 0, 0] = 1.0 + 5e-7
+    x[0, 0, 0, 1] = -5e-7
+    Encoder(small_dictionary, top_t=3)(x)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"top_t": 9}, "top_t"),
+    ({"top_t": 0}, "top_t"),
+    ({"stride": 3}, "stride"),
+    ({"dropout_p": 1.0}, "dropout_p"),
+    ({"assumed_eps": 0.0}, "assumed_eps"),
+    ({"beta": float("nan")}, "beta"),
+    ({"bpda": "top_u"}, "BPDA"),
+])
+def test_bad_settings_are_config_errors(small_dictionary: Dictionary, kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Encoder(small_dictionary, **{"top_t": 3, **kwargs})
+
+
+def test_bpda_value_checks() -> None:
+    with pytest.raises(ConfigError):
+        BPDA(top_u=0)
+    with pytest.raises(ConfigError):
+        BPDA(steepness=-1.0)
