@@ -32,6 +32,8 @@ _SERIAL_BELOW = 2048
 _MAX_WORKERS = 8
 # PIL signals undecodable input with these (UnidentifiedImageError is an OSError).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError)
+_LOSSLESS_TO_RGB = frozenset({"RGB", "L", "P"})
+_LOSSY_TO_RGB = frozenset({"RGBA", "LA", "PA", "CMYK"})
 
 
 class DecodeMode(str, enum.Enum):
@@ -70,22 +72,30 @@ def decode_file(path: str, size: int, mode: DecodeMode) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode not in ("RGB", "L", "P", "CMYK", "RGBA", "LA", "PA"):
-                raise DatasetError(f"{path}: unsupported image mode {image.mode}")
-            if mode is DecodeMode.EXACT and image.size != (size, size):
-                raise DatasetError(
-                    f"{path}: expected a {size}x{size} image, got {image.size[0]}x{image.size[1]}"
-                )
-            if mode is DecodeMode.EXACT and image.mode in ("RGBA", "LA", "PA", "CMYK"):
-                # Dropping alpha or converting CMYK changes pixels: not a lossless dataset file.
-                raise DatasetError(f"{path}: expected an RGB image, got mode {image.mode}")
+            _check_image(path, image, size, mode)
             rgb = image if image.mode == "RGB" else image.convert("RGB")
             if mode is DecodeMode.RESIZE_CROP:
                 rgb = _resize_crop(rgb, size)
             pixels = np.asarray(rgb, dtype=np.uint8)
+    except DatasetError:
+        raise
     except _DECODE_ERRORS as exc:
         raise DatasetError(f"cannot decode image {path}: {exc}") from None
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def _check_image(path: str, image: Image.Image, size: int, mode: DecodeMode) -> None:
+    if image.mode not in _LOSSLESS_TO_RGB | _LOSSY_TO_RGB:
+        raise DatasetError(f"{path}: unsupported image mode {image.mode}")
+    if mode is not DecodeMode.EXACT:
+        return
+    if image.size != (size, size):
+        raise DatasetError(
+            f"{path}: expected a {size}x{size} image, got {image.size[0]}x{image.size[1]}"
+        )
+    if image.mode in _LOSSY_TO_RGB:
+        # Dropping alpha or converting CMYK changes pixels: not a lossless dataset file.
+        raise DatasetError(f"{path}: expected an RGB image, got mode {image.mode}")
 
 
 def _decode_chunk(paths: Sequence[str], size: int, mode: DecodeMode) -> np.ndarray:
