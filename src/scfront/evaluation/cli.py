@@ -1,0 +1,182 @@
+"""``scfront evaluate`` and ``scfront evaluate-merge``.
+
+Heavy modules (torch, the attacks) are imported when a command runs, or when ``--help`` lists
+the attacks (the list is generated from the registry's docstrings and defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+_ATTACKS_MARKER = "@@ATTACK-LIST@@"
+
+
+def attack_help() -> str:
+    """One entry per registered attack: first docstring line, then its parameters and defaults."""
+    import textwrap
+
+    from scfront.attacks.registry import attack_class, available_attacks
+
+    lines = ["attacks (override a parameter with NAME:KEY=VALUE, e.g. square:queries=1000;",
+             "eps=None means the paper's radius for the norm: Linf 8/255, L2 0.6):"]
+    for name in available_attacks():
+        cls = attack_class(name)
+        summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        lines.append(f"  {name:<15} {summary}")
+        if dataclasses.is_dataclass(cls):
+            params = []
+            for f in dataclasses.fields(cls):
+                if f.name == "pool" or f.default is dataclasses.MISSING:
+                    continue
+                value = f.default.value if hasattr(f.default, "value") else f.default
+                params.append(f"{f.name}={value:.4g}" if isinstance(value, float) else f"{f.name}={value}")
+            norm = getattr(cls, "norm", None)
+            prefix = f"norm {norm.value}; " if hasattr(norm, "value") and "norm" not in {f.name for f in dataclasses.fields(cls)} else ""
+            body = textwrap.fill(prefix + ", ".join(params), width=96, initial_indent=" " * 18,
+                                 subsequent_indent=" " * 18)
+            lines.append(body)
+    return "\n".join(lines)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Fills in the attack list only when the full help is printed (not for usage errors)."""
+
+    def add_text(self, text: str | None) -> None:
+        if text == _ATTACKS_MARKER:
+            text = attack_help()
+        super().add_text(text)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from scfront.cli import add_data_root_argument, add_device_argument
+
+    p = subparsers.add_parser(
+        "evaluate", help="attack a model with a suite of attacks and write results.json/report.md",
+        formatter_class=_Formatter, epilog=_ATTACKS_MARKER,
+        description=(
+            "Evaluate MODEL on a fixed seeded subset of the test set: the clean accuracy, then each "
+            "attack in order (AutoAttack cascade: each only on the points still robust), the "
+            "per-example worst case, timings, gradient-masking checks. Writes OUT/results.json, "
+            "OUT/report.md and OUT/adversarials.safetensors; OUT/state/ makes the run resumable "
+            "(rerun the same command after an interruption) and shardable (--shard i/n, then "
+            "evaluate-merge, or the same --out for every shard)."),
+    )
+    p.add_argument("model", metavar="MODEL", type=Path,
+                   help="a model saved by scfront (folder or model.safetensors), or a .pt checkpoint "
+                        "of the original ResNet-32")
+    add_data_root_argument(p)
+    p.add_argument("--dataset", choices=["cifar10", "imagenette"], default="cifar10",
+                   help="test set (default: cifar10; imagenette uses its val split)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="Imagenette image size (default: 160, the presets' size)")
+    p.add_argument("--attacks", action="append", required=True, metavar="LIST",
+                   help="comma-separated attack names in order, each optionally NAME:KEY=VALUE:... "
+                        "(repeatable); see the list below")
+    p.add_argument("--n-images", type=int, default=1000, help="size of the subset (default: 1000)")
+    p.add_argument("--subset-seed", type=int, default=0,
+                   help="seed of the subset randperm(len(test), seed)[:N] (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the attacks' randomness (default: 0)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
+    group = p.add_argument_group("suite-wide attack parameters (applied to every attack that has "
+                                 "the parameter; NAME:KEY=VALUE wins)")
+    group.add_argument("--eps", type=str, default=None, help="radius, e.g. 8/255 or 0.5")
+    group.add_argument("--steps", type=int, default=None, help="iterations")
+    group.add_argument("--restarts", type=int, default=None, help="random restarts (worst case kept)")
+    group.add_argument("--top-u", type=int, default=None,
+                       help="BPDA top-U at attack time (0: identity through top-T)")
+    group.add_argument("--steepness", type=float, default=None,
+                       help="BPDA tanh steepness at attack time (0: identity through the activation)")
+    group.add_argument("--eot-samples", type=int, default=None, help="EOT gradient samples per step")
+    p.add_argument("--batch-size", type=int, default=250, help="images per unit of work (default: 250)")
+    add_device_argument(p)
+    p.add_argument("--no-cascade", action="store_true",
+                   help="run every attack on every correctly classified point (standalone accuracies)")
+    p.add_argument("--shard", default="0/1", metavar="i/n",
+                   help="compute only batches b with b %% n == i (default: 0/1, everything)")
+    p.add_argument("--checks", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the gradient-masking checks (default: on)")
+    p.add_argument("--check-images", type=int, default=100,
+                   help="images the checks run on: the first of the subset (default: 100)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_evaluate)
+
+    m = subparsers.add_parser(
+        "evaluate-merge", help="combine the shards of an evaluation into one results.json",
+        description="Merge the OUT folders of `scfront evaluate --shard i/n` runs (same settings) "
+                    "into one evaluation; the results equal those of a single run.",
+    )
+    m.add_argument("shards", metavar="SHARD_DIR", type=Path, nargs="+", help="the shards' --out folders")
+    m.add_argument("--out", type=Path, required=True, help="folder of the merged evaluation")
+    m.set_defaults(handler=_merge)
+
+
+def _load_test_set(args: argparse.Namespace) -> Any:
+    from scfront.cli import resolve_data_root
+    from scfront.config import DataConfig, DatasetName
+    from scfront.data import load_dataset
+
+    root = resolve_data_root(args.data_root)
+    size = 32 if args.dataset == "cifar10" else (args.image_size or 160)
+    return load_dataset(DataConfig(dataset=DatasetName(args.dataset), image_size=size), root, "test")
+
+
+def _print_results(results: dict[str, Any], out: Path) -> None:
+    print(f"clean accuracy {100 * results['clean_accuracy']:.2f} %")
+    for a in results["attacks"]:
+        extra = ""
+        if "unconstrained" in a and a["unconstrained"]["median_norm"] is not None:
+            extra = f", median unconstrained {a['norm']} norm {a['unconstrained']['median_norm']:.4g}"
+        print(f"  {a['name']:<15} robust {100 * a['robust_accuracy']:.2f} %  ({a['seconds']:.1f} s{extra})")
+    print(f"worst case {100 * results['worst_case_accuracy']:.2f} %")
+    for name, check in results["checks"].items():
+        print(f"  check {name}: {'passed' if check['passed'] else 'FAILED'} - {check['detail']}")
+    print(f"results in {out}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from scfront.attacks.blackbox.starts import StartPool
+    from scfront.attacks.blackbox.transfer import load_model_file
+    from scfront.data import eval_subset_indices
+    from scfront.errors import ConfigError
+    from scfront.evaluation.runner import EvalData
+    from scfront.evaluation.spec import Shard
+    from scfront.evaluation.suite import build_suite, evaluate, parse_value
+
+    shard = Shard.parse(args.shard)
+    if args.batch_size < 1 or args.check_images < 1:
+        raise ConfigError("--batch-size and --check-images must be >= 1")
+    device = torch.device(args.device or "cpu")
+    model = load_model_file(args.model).to(device).eval()
+    test = _load_test_set(args)
+    index = eval_subset_indices(len(test), args.n_images, args.subset_seed)
+    data = EvalData(index, test.images[index], test.labels[index])
+    overrides = {"eps": None if args.eps is None else parse_value(args.eps), "steps": args.steps,
+                 "restarts": args.restarts, "top_u": args.top_u, "steepness": args.steepness,
+                 "eot_samples": args.eot_samples}
+    items = [item for group in args.attacks for item in group.split(",") if item.strip()]
+    attacks = build_suite(items, overrides, pool=StartPool(test.images))
+    name = args.model.name if args.model.name != "model.safetensors" else args.model.parent.name
+    results = evaluate(model, data, attacks, args.out, model_name=name, dataset=args.dataset,
+                       subset_seed=args.subset_seed, seed=args.seed, batch_size=args.batch_size,
+                       cascade=not args.no_cascade, checks=args.checks, check_images=args.check_images,
+                       shard=shard, device=device, progress=not args.no_progress and sys.stderr.isatty())
+    if results is None:
+        print(f"shard {shard.index}/{shard.count} done; other shards still have work. When all are done, "
+              f"run `scfront evaluate-merge` on their folders (or rerun any shard with the same --out).")
+        return 0
+    _print_results(results, args.out)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from scfront.evaluation.results import merge
+
+    results = merge(args.shards, args.out)
+    _print_results(results, args.out)
+    return 0

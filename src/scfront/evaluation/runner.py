@@ -1,0 +1,154 @@
+"""Running an evaluation: the clean pass, then each attack of the suite, unit by unit.
+
+AutoAttack protocol: with ``cascade`` each attack runs only on the points that are correctly
+classified and that no earlier attack broke; without it every attack runs on every correctly
+classified point (each attack's standalone accuracy). Every unit is saved when done
+(:mod:`scfront.evaluation.state`), so a killed run resumes where it stopped, and shards
+(:class:`~scfront.evaluation.spec.Shard`) split the batches between processes or machines.
+
+Minimum-norm attacks (Boundary, HopSkipJump, ZOO) are run unconstrained; the norm of what they
+find is kept (the paper reports its median), and their ε-constrained result is the projection of
+it onto the ε-ball, checked again on the model. Every stored adversarial is asserted to lie in
+its ε-ball and in [0, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from scfront.attacks.base import Attack, predict
+from scfront.attacks.threat import ThreatModel
+from scfront.errors import ConfigError
+from scfront.evaluation.spec import EvalSpec, Shard, unit_generator, write_or_check_spec
+from scfront.evaluation.state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The evaluated subset: indices (N,) int64 into the test set, images (N, C, H, W) uint8,
+    labels (N,) int64, in subset order."""
+
+    indices: torch.Tensor
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def batch(self, sl: slice, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x (B, C, H, W) float32 in [0, 1], y (B,) int64) on ``device``."""
+        return self.images[sl].to(device).float().div_(255.0), self.labels[sl].to(device)
+
+
+class QueryCounter(nn.Module):
+    """Counts the images a model is evaluated on (forward passes, with or without gradient)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.queries = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.queries += int(x.shape[0])
+        return self.model(x)
+
+
+def attack_threat(attack: Attack) -> ThreatModel:
+    """The ε-ball an attack's stored results must lie in."""
+    constrained = getattr(attack, "constrained_threat", None)
+    threat = constrained() if constrained is not None else attack.threat
+    if threat is None:
+        raise ConfigError(f"attack {attack.name!r} has no ε-ball; the evaluation needs bounded attacks")
+    return threat
+
+
+def _execute(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """One attack on one set of points: x_adv inside the ε-ball, success, (norm)."""
+    threat = attack_threat(attack)
+    out: dict[str, torch.Tensor] = {}
+    if getattr(attack, "minimum_norm", False):
+        found = attack.unbounded()(model, x, y, generator=generator)  # type: ignore[attr-defined]
+        norm = threat.distance(found.x_adv, x)
+        out["norm"] = torch.where(found.success, norm, torch.full_like(norm, float("inf")))
+        x_adv = threat.project(found.x_adv, x)
+        success = predict(model, x_adv) != y
+    else:
+        result = attack(model, x, y, generator=generator)
+        x_adv, success = result.x_adv, result.success
+    inside = threat.contains(x_adv, x)
+    if not bool(inside.all()):
+        raise AssertionError(f"{attack.name}: {int((~inside).sum())} adversarials outside the "
+                             f"{threat.norm.value} ball of radius {threat.eps} or [0, 1]")
+    out["x_adv"] = x_adv.float()
+    out["success"] = success
+    return out
+
+
+def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequence[Attack],
+              out_dir: str | Path, shard: Shard = Shard(), device: torch.device | str = "cpu",
+              progress: bool = True) -> None:
+    """Compute every unit of ``shard`` that is not stored yet (clean pass, then the attacks).
+
+    Args:
+        model: maps (B, C, H, W) float in [0, 1] to logits; put in eval mode on ``device``.
+        data: the whole subset (every shard holds it; each works on its own batches).
+        spec: must describe ``attacks`` (same names, in order) and ``data``.
+    """
+    if [a.name for a in attacks] != [a.name for a in spec.attacks]:
+        raise ConfigError("the attacks do not match the evaluation spec")
+    out_dir = Path(out_dir)
+    device = torch.device(device)
+    store = StateStore(out_dir)
+    write_or_check_spec(out_dir, spec)
+    if not store.subset_path.is_file():
+        store.write(store.subset_path, {"indices": data.indices, "images": data.images, "labels": data.labels})
+    counter = QueryCounter(model.to(device).eval())
+    batches = shard.batches(spec)
+    for b in tqdm(batches, desc="clean", disable=not progress, leave=False):
+        path = store.clean_path(b)
+        if path.is_file():
+            continue
+        x, _ = data.batch(spec.batch_slice(b), device)
+        start = time.perf_counter()
+        pred = predict(counter, x)
+        store.write(path, {"pred": pred}, {"seconds": time.perf_counter() - start})
+    for pos, attack in enumerate(attacks):
+        bar = tqdm(batches, desc=f"[{pos + 1}/{len(attacks)}] {attack.name}", disable=not progress)
+        for b in bar:
+            path = store.attack_path(pos, attack.name, b)
+            if path.is_file():
+                continue
+            x, y = data.batch(spec.batch_slice(b), device)
+            active = store.read(store.clean_path(b))[0]["pred"].to(device) == y
+            if spec.cascade:
+                for prev in range(pos):
+                    earlier = store.read(store.attack_path(prev, attacks[prev].name, b))[0]
+                    active &= ~earlier["success"].to(device)
+            idx = active.nonzero().squeeze(1)
+            tensors: dict[str, torch.Tensor] = {"ran": active, "success": torch.zeros_like(active)}
+            queries_before = counter.queries
+            start = time.perf_counter()
+            if idx.numel():
+                gen = unit_generator(spec.seed, pos, attack.name, b, device=device)
+                out = _execute(attack, counter, x[idx], y[idx], gen)
+                tensors["success"][idx] = out.pop("success")
+                tensors.update(out)
+            else:
+                tensors["x_adv"] = torch.zeros((0,) + tuple(x.shape[1:]))
+                if getattr(attack, "minimum_norm", False):
+                    tensors["norm"] = torch.zeros(0, dtype=torch.float64)
+            meta = {"seconds": time.perf_counter() - start, "queries": counter.queries - queries_before}
+            store.write(path, tensors, meta)
+            bar.set_postfix(broken=int(tensors["success"].sum()), ran=int(idx.numel()))
+    if spec.checks and shard.runs_checks:
+        from scfront.evaluation.checks import run_checks
+
+        run_checks(model, data, spec, attacks, store, device, progress)
