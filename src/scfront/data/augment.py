@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from scfront.errors import InputError
 
 
-def _draw(generator: torch.Generator | None, device: torch.device, high: int, n: int) -> torch.Tensor:
+def _draw(
+    generator: torch.Generator | None, device: torch.device, high: int, n: int
+) -> torch.Tensor:
     # Draw on the generator's own device (a CPU generator cannot fill a CUDA tensor), then move.
     gen_device = generator.device if generator is not None else torch.device("cpu")
     return torch.randint(0, high, (n,), generator=generator, device=gen_device).to(device)

@@ -104,7 +104,8 @@ def parse_batch(data: bytes, where: str, n_classes: int) -> tuple[np.ndarray, np
     pixels, labels = batch.get("data"), batch.get("labels")
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 2 \
             or pixels.shape[1] != _ROW:
-        got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
+        got = (f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray)
+               else type(pixels).__name__)
         raise DatasetError(f"{where}: 'data' must be a uint8 array (n, {_ROW}), got {got}")
     if not isinstance(labels, list) or len(labels) != pixels.shape[0] \
             or not all(isinstance(v, int) and 0 <= v < n_classes for v in labels):
@@ -118,7 +119,8 @@ def parse_batch(data: bytes, where: str, n_classes: int) -> tuple[np.ndarray, np
 def parse_meta(data: bytes, where: str) -> list[str]:
     meta = unpickle_batch(data, where)
     names = meta.get("label_names")
-    if not isinstance(names, list) or not names or not all(isinstance(v, (bytes, str)) for v in names):
+    if not isinstance(names, list) or not names \
+            or not all(isinstance(v, (bytes, str)) for v in names):
         raise DatasetError(f"{where}: 'label_names' must be a non-empty list of strings")
     return [_text(v) for v in names]
 

@@ -53,7 +53,8 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
 
     def __repr__(self) -> str:
         n, _, h, w = self.images.shape
-        return f"ImageDataset({self.name or 'unnamed'}: {n} images 3x{h}x{w}, {len(self.classes)} classes)"
+        return (f"ImageDataset({self.name or 'unnamed'}: {n} images 3x{h}x{w}, "
+                f"{len(self.classes)} classes)")
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -44,7 +44,9 @@ def load_dataset(data_config: DataConfig, root: str | Path | None, split: str) -
         dataset = load_cifar10(root, split)
     else:
         if split not in _IMAGENETTE_SPLIT:
-            raise DatasetError(f"unknown imagenette split {split!r}; choose one of train, test, val")
+            raise DatasetError(
+                f"unknown imagenette split {split!r}; choose one of train, test, val"
+            )
         dataset = load_imagenette(root, _IMAGENETTE_SPLIT[split], data_config.image_size)
     limit = data_config.train_limit
     if split == "train" and limit is not None and limit < len(dataset):

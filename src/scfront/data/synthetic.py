@@ -40,7 +40,9 @@ def load_synthetic(
     for label, value, low in (("n", n, 1), ("image_size", image_size, 4),
                               ("num_classes", num_classes, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise DatasetError(f"load_synthetic: {label} must be an integer >= {low}, got {value!r}")
+            raise DatasetError(
+                f"load_synthetic: {label} must be an integer >= {low}, got {value!r}"
+            )
     gen = torch.Generator().manual_seed(seed)
     labels = (torch.arange(n) % num_classes)[torch.randperm(n, generator=gen)]
     patterns = class_patterns(num_classes, image_size)
