@@ -52,7 +52,8 @@ def unwrap(model: nn.Module) -> nn.Module:
     return inner if isinstance(inner, nn.Module) else model
 
 
-def _encoder(model: nn.Module) -> Any:
+def find_encoder(model: nn.Module) -> Any:
+    """The frontend encoder inside ``model``, or None for a plain classifier."""
     from scfront.frontend.encoder import Encoder
 
     return next((m for m in model.modules() if isinstance(m, Encoder)), None)
@@ -66,7 +67,7 @@ def _named_dictionary(config: RunConfig) -> "Dictionary":
 
 def _dictionary_record(model: nn.Module, config: RunConfig,
                        dictionary: "Dictionary | None") -> dict[str, Any] | None:
-    encoder = _encoder(model)
+    encoder = find_encoder(model)
     if not config.frontend.enabled or encoder is None:
         return None
     if dictionary is None:
@@ -188,7 +189,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
         raise CheckpointError(f"{weights} is not a readable safetensors file ({exc})") from None
     model = build_model(config, dictionary=dictionary)
     record = card.get("dictionary")
-    encoder = _encoder(model)
+    encoder = find_encoder(model)
     if record is not None and encoder is not None:
         found = encoder.dictionary().sha256()
         if found != record.get("sha256"):

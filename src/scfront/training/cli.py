@@ -1,0 +1,78 @@
+"""``scfront train``: train the defense or a baseline into a run folder (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from scfront.config import RECIPES, DatasetName, RunConfig, load_preset
+
+EPILOG = """\
+examples:
+  scfront train --preset smoke --data-root ../shared/datasets --out runs/smoke
+  scfront train --preset cpu --recipe natural --data-root DATA --out runs/natural
+  scfront train --preset paper --recipe pgd_at --data-root DATA --out runs/pgd --device cuda
+  torchrun --nproc_per_node=2 --no-python scfront train --preset cpu --data-root DATA --out runs/ddp
+
+Running the same command again after an interruption continues from the last completed epoch.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from scfront.cli import add_config_arguments, add_data_root_argument, add_device_argument
+
+    parser = subparsers.add_parser(
+        "train", help="train the defended model or a baseline (natural, PGD-AT, TRADES)",
+        description="Train the network a preset (or config file) describes into --out. The run "
+                    "folder gets config.toml, log.jsonl, checkpoints, model.safetensors, "
+                    "model_card.json and summary.json; rerunning resumes.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser, default_preset="cpu")
+    parser.add_argument(
+        "--recipe", choices=RECIPES, default=None,
+        help="what to train with the preset: the defense (default) or a baseline",
+    )
+    add_data_root_argument(parser)
+    add_device_argument(parser)
+    parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def resolve_training_config(args: argparse.Namespace) -> RunConfig:
+    """Preset (+ recipe) or ``--config``, then ``--set`` overrides, then ``--device``."""
+    from scfront.cli import resolve_config
+    from scfront.errors import ConfigError
+
+    if args.config is not None:
+        if args.recipe is not None:
+            raise ConfigError("--recipe applies to presets; a --config file is used as it is")
+        config = resolve_config(args)
+    else:
+        config = load_preset(args.preset, args.dataset, args.overrides,
+                             recipe=args.recipe or "defense")
+    if args.device is not None:
+        config = config.replace({"train.device": args.device})
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from scfront.cli import resolve_data_root
+    from scfront.training.loop import train
+
+    config = resolve_training_config(args)
+    data_root = None
+    if DatasetName(config.data.dataset) is not DatasetName.SYNTHETIC:
+        data_root = resolve_data_root(args.data_root)
+    summary = train(config, args.out, data_root, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, the main process reports
+    monitor = summary.get("monitor_accuracy")
+    shown = "-" if monitor is None else f"{100 * monitor:.2f} %"
+    print(f"trained {summary.get('classifier')} ({summary.get('method')}, "
+          f"{'defended' if summary.get('defended') else 'no frontend'}) for "
+          f"{summary.get('epochs')} epochs in {summary.get('seconds', 0):.0f} s; "
+          f"monitor accuracy {shown}; saved to {args.out}")
+    return 0

@@ -1,0 +1,284 @@
+"""The training loop: one code path for the defense and the baselines, at every scale.
+
+``train(config, run_dir, data_root)`` trains the network :func:`~scfront.models.build_model`
+builds from ``config`` with the objective of ``config.train.method`` (clean cross-entropy, which
+with ``frontend.enabled`` is the defense of PAPER.md section 5; PGD-AT; TRADES), SGD with
+momentum and weight decay, and the learning-rate schedule of ``config.train.schedule`` evaluated
+before every batch. The run folder receives::
+
+    config.toml          the resolved configuration (a rerun must use the same one)
+    log.jsonl            one line per epoch: epoch, loss, train accuracy, monitor accuracy on a
+                         fixed seeded test subset of data.monitor_images, lr, seconds
+    checkpoint.json, checkpoints/   resumable state, written atomically after every epoch
+    model.safetensors, model_card.json, summary.json   when training has finished
+
+Every random draw comes from an explicit generator derived from ``train.seed``: initial weights,
+data order and augmentation, attack starts, and the model's own noise/dropout (assigned to every
+submodule with a ``generator`` attribute). Their states are part of each checkpoint, so running
+the same command again after a crash continues from the last completed epoch and ends with the
+same weights as an uninterrupted run (same device and thread count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from scfront.config import DatasetName, RunConfig, load_config, save_config, to_dict
+from scfront.errors import ConfigError, CheckpointError
+from scfront.io import atomic_write_json, atomic_write_text
+from scfront.models.build import build_model
+from scfront.models.saving import CARD_FILE, CONFIG_FILE, find_encoder, save_model
+from scfront.training import distributed as D
+from scfront.training.adversarial import initial_perturbation, training_loss
+from scfront.training.checkpoint import (TrainingState, load_checkpoint, restore_generators,
+                                         save_checkpoint)
+from scfront.training.metrics import count_correct
+from scfront.training.schedules import learning_rate
+
+log = logging.getLogger(__name__)
+
+LOG_FILE = "log.jsonl"
+SUMMARY_FILE = "summary.json"
+SHARED_GENERATORS = ("data", "attack")  # identical on every process
+
+
+def derive_seed(seed: int, purpose: str, rank: int = 0) -> int:
+    """A 63-bit seed for one use of the run seed (independent streams per purpose and rank)."""
+    digest = hashlib.sha256(f"scfront/{seed}/{purpose}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def attach_generator(model: nn.Module, generator: torch.Generator) -> int:
+    """Make every submodule with a ``generator`` attribute draw from ``generator``; returns how
+    many there are (noise and dropout layers of the frontend and of the classifiers)."""
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "generator") and (module.generator is None
+                                             or isinstance(module.generator, torch.Generator)):
+            module.generator = generator
+            count += 1
+    return count
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
+    return out
+
+
+def _prepare_run_dir(run_dir: Path, config: RunConfig, ctx: D.DistContext) -> None:
+    saved_path = run_dir / CONFIG_FILE
+    if saved_path.is_file():
+        saved = load_config(saved_path)
+        if saved != config:
+            diffs = _differences(to_dict(saved), to_dict(config))
+            shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+            raise ConfigError(f"{run_dir} holds a run with another configuration ({shown}); "
+                              "rerun with the same settings to resume, or choose a new --out")
+        return
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} is not empty and holds no {CONFIG_FILE}: not a scfront run "
+                          "folder; choose a new or empty --out")
+    if ctx.is_main:
+        save_config(config, saved_path)
+
+
+def _write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_text(run_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def _monitor_accuracy(model: nn.Module, images: torch.Tensor | None, labels: torch.Tensor | None,
+                      batch_size: int, ctx: D.DistContext) -> float | None:
+    if images is None or labels is None:
+        return None
+    part = D.shard(int(images.shape[0]), ctx)
+    model.eval()
+    try:
+        correct = count_correct(model, images[part], labels[part], batch_size, ctx.device)
+    finally:
+        model.train()
+    (total,) = D.sum_across([float(correct)], ctx)
+    return total / int(images.shape[0])
+
+
+def train(config: RunConfig, run_dir: str | Path, data_root: str | Path | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train (or resume, or just report a finished run) and return the summary.
+
+    Args:
+        config: the resolved run configuration.
+        run_dir: the run folder (created; must be empty or hold a run of the same config).
+        data_root: folder holding ``cifar10/`` / ``imagenette/`` (unused for synthetic data).
+        progress: show tqdm progress bars (main process only).
+
+    Returns:
+        the content of ``summary.json``.
+    """
+    ctx = D.setup(config.train.device)
+    try:
+        return _train(config, Path(run_dir), data_root, progress, ctx)
+    finally:
+        D.teardown(ctx)
+
+
+def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progress: bool,
+           ctx: D.DistContext) -> dict[str, Any]:
+    from scfront.data import batches, eval_subset_indices, load_dataset
+
+    tc = config.train
+    if tc.num_threads is not None:
+        torch.set_num_threads(tc.num_threads)
+    _prepare_run_dir(run_dir, config, ctx)
+    D.barrier(ctx)
+
+    root = None if DatasetName(config.data.dataset) is DatasetName.SYNTHETIC else data_root
+    train_set = load_dataset(config.data, root, "train")
+    monitor_x = monitor_y = None
+    if config.data.monitor_images > 0:
+        test_set = load_dataset(config.data, root, "test")
+        n = min(config.data.monitor_images, len(test_set))
+        index = eval_subset_indices(len(test_set), n, config.data.subset_seed)
+        monitor_x, monitor_y = test_set.images[index], test_set.labels[index]
+
+    init_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "init"))
+    model = build_model(config, generator=init_gen)
+    encoder = find_encoder(model) if config.frontend.enabled else None
+    # Recorded in the model card: a learnable dictionary moves away from its starting atoms.
+    initial_dictionary = encoder.dictionary() if encoder is not None else None
+    model = model.to(ctx.device)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    generators = {name: torch.Generator(ctx.device).manual_seed(derive_seed(tc.seed, name))
+                  for name in SHARED_GENERATORS}
+    model_gen = torch.Generator(ctx.device).manual_seed(derive_seed(tc.seed, "model", ctx.rank))
+    attach_generator(model, model_gen)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=tc.momentum,
+                                weight_decay=tc.weight_decay)
+
+    state = load_checkpoint(run_dir, model, optimizer)
+    if state is None:
+        state = TrainingState(0, {}, [], ctx.world_size)
+    else:
+        if state.world_size != ctx.world_size:
+            raise CheckpointError(f"{run_dir} was trained by {state.world_size} process(es); "
+                                  f"resume it with the same number, not {ctx.world_size}")
+        restore_generators(generators, state.generators)
+        restore_generators({f"model.rank{ctx.rank}": model_gen}, state.generators)
+        if ctx.is_main:
+            log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, tc.epochs)
+            _write_log(run_dir, state.history)
+
+    summary_path = run_dir / SUMMARY_FILE
+    if state.epoch >= tc.epochs and summary_path.is_file() and (run_dir / CARD_FILE).is_file():
+        log.info("%s is already complete (%d epochs)", run_dir, tc.epochs)
+        return json.loads(summary_path.read_text(encoding="utf-8"))
+
+    net: nn.Module = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+    model.train()
+    loader = batches(train_set.images, train_set.labels, tc.batch_size, shuffle=True,
+                     generator=generators["data"], augment=config.data.augment, drop_last=True,
+                     device=ctx.device, padding=config.data.crop_padding)
+    steps = len(loader)
+    if steps == 0:
+        raise ConfigError(f"the training set ({len(train_set)} images) is smaller than one batch "
+                          f"(train.batch_size = {tc.batch_size})")
+
+    for epoch in range(state.epoch, tc.epochs):
+        start_time = time.perf_counter()
+        sums = [0.0, 0.0, 0.0]  # loss · n, correct, n (this process)
+        lr = 0.0
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch",
+                   leave=False, disable=not (progress and ctx.is_main))
+        for step, (xb, yb) in enumerate(bar):
+            lr = learning_rate(tc, epoch, step, steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            start = initial_perturbation(tc, xb, generators["attack"])
+            part = D.shard(int(xb.shape[0]), ctx)
+            x, y = xb[part], yb[part]
+            if tc.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss, logits = training_loss(tc, net, model, x, y,
+                                         None if start is None else start[part])
+            optimizer.zero_grad(set_to_none=True)
+            # DDP averages gradients over processes: weight each shard by its share of the batch.
+            (loss * (x.shape[0] * ctx.world_size / xb.shape[0])).backward()
+            optimizer.step()
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training diverged: loss {value} at epoch {epoch + 1}, "
+                                         f"batch {step + 1} (lr {lr:.4g})")
+            sums[0] += value * x.shape[0]
+            sums[1] += float((logits.argmax(1) == y).sum().item())
+            sums[2] += x.shape[0]
+            bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.4f}", refresh=False)
+        bar.close()
+        train_seconds = time.perf_counter() - start_time
+        loss_sum, correct, seen = D.sum_across(sums, ctx)
+        monitor = _monitor_accuracy(model, monitor_x, monitor_y, config.evaluation.batch_size, ctx)
+        record = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "monitor_accuracy": monitor,
+            "lr": lr,
+            "seconds": time.perf_counter() - start_time,
+            "images_per_second": seen / train_seconds,
+        }
+        state.history.append(record)
+        if ctx.is_main:
+            log.info("epoch %d/%d: loss %.4f, train acc %.2f %%, monitor acc %s, lr %.4g, %.0f s",
+                     epoch + 1, tc.epochs, record["loss"], 100 * record["train_accuracy"],
+                     "-" if monitor is None else f"{100 * monitor:.2f} %", lr, record["seconds"])
+        model_states = D.gather_objects(model_gen.get_state(), ctx)
+        state.epoch = epoch + 1
+        state.generators = {name: g.get_state() for name, g in generators.items()}
+        state.generators.update({f"model.rank{r}": s for r, s in enumerate(model_states)})
+        if ctx.is_main:
+            save_checkpoint(run_dir, model, optimizer, state)
+            _write_log(run_dir, state.history)
+        D.barrier(ctx)
+
+    summary: dict[str, Any] = {}
+    if ctx.is_main:
+        last = state.history[-1] if state.history else {}
+        metrics = {"epochs": tc.epochs, "train_loss": last.get("loss"),
+                   "train_accuracy": last.get("train_accuracy"),
+                   "monitor_accuracy": last.get("monitor_accuracy"),
+                   "monitor_images": 0 if monitor_y is None else int(monitor_y.shape[0])}
+        save_model(model, run_dir, config, metrics, dictionary=initial_dictionary,
+                   dataset={"train_images": len(train_set)})
+        summary = {
+            **metrics,
+            "method": tc.method.value,
+            "defended": config.frontend.enabled,
+            "classifier": config.model.classifier,
+            "world_size": ctx.world_size,
+            "device": str(ctx.device),
+            "seconds": sum(r["seconds"] for r in state.history),
+            "history": state.history,
+        }
+        atomic_write_json(summary_path, summary)
+    D.barrier(ctx)
+    if not ctx.is_main:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    return summary
