@@ -25,10 +25,6 @@ IMAGENETTE_CLASSES: tuple[str, ...] = (
     "n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
     "n03394916", "n03417042", "n03425413", "n03445777", "n03888257",
 )
-IMAGENETTE_CLASS_NAMES: tuple[str, ...] = (
-    "tench", "English springer", "cassette player", "chain saw", "church",
-    "French horn", "garbage truck", "gas pump", "golf ball", "parachute",
-)
 
 
 @dataclass(frozen=True)
@@ -165,18 +161,20 @@ def _image_entries(folder: Path, suffixes: tuple[str, ...]) -> list[tuple[str, i
     """Sorted ``(name, size, mtime_ns)`` of the non-hidden files in ``folder`` with a suffix in
     ``suffixes`` (case-insensitive)."""
     # Listing through a directory descriptor makes each stat a one-component fstatat lookup:
-    # stat-ing 60,000 files is most of a cached load, so this matters.
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    # stat-ing 60,000 files is most of a cached load, so this matters (where the OS allows it).
+    by_fd = os.scandir in os.supports_fd
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if by_fd else -1
+    out = []
     try:
-        with os.scandir(fd) as it:
-            out = []
+        with os.scandir(fd if by_fd else folder) as it:
             for entry in it:
                 name = entry.name
                 if name.lower().endswith(suffixes) and not name.startswith("."):
                     stat = entry.stat()
                     out.append((name, stat.st_size, stat.st_mtime_ns))
     finally:
-        os.close(fd)
+        if by_fd:
+            os.close(fd)
     out.sort()
     return out
 
