@@ -44,6 +44,7 @@ def measure(dictionaries: Mapping[str, Dictionary], patches: torch.Tensor,
             "stats": dictionary_stats(dictionary).as_dict(),
             "heldout": asdict(objective),
             "learn_seconds": meta.get("seconds"),
+            "learn_cpu_seconds": meta.get("cpu_seconds"),
             "patches_used": meta.get("patches_used", meta.get("patches_seen")),
             "lars_seconds": round(coding_seconds, 2),
         })
@@ -74,8 +75,8 @@ def render_markdown(rows: list[dict[str, Any]], context: Mapping[str, Any]) -> s
         f"Command: `{context['command']}`",
         "",
         "| dictionary | method | atoms | objective | 0.5·residual² | L1 of code | non-zeros | "
-        "coherence | flat atoms | atom L1 norms | learn time (s) | patches used |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "coherence | flat atoms | atom L1 norms | learn wall (s) | learn CPU (s) | patches used |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         s, h = row["stats"], row["heldout"]
@@ -84,6 +85,7 @@ def render_markdown(rows: list[dict[str, Any]], context: Mapping[str, Any]) -> s
             f"{_fmt(h['reconstruction'])} | {_fmt(h['l1'])} | {_fmt(h['nonzeros'], 2)} | "
             f"{_fmt(s['coherence'], 6)} | {s['flat_atoms']} | {_fmt(s['l1_min'], 2)}–"
             f"{_fmt(s['l1_max'], 2)} | {_fmt(row['learn_seconds'], 1)} | "
+            f"{_fmt(row['learn_cpu_seconds'], 1)} | "
             f"{_fmt(row['patches_used'])} |"
         )
     best = min(rows, key=lambda r: r["heldout"]["objective"])
