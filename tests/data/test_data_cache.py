@@ -140,3 +140,14 @@ def test_process_pool_decode_matches_serial(small_cifar: Path) -> None:
     pooled = decode_images(many, 32, DecodeMode.EXACT, workers=2)
     serial = np.stack([_pil(Path(p)) for p in paths])
     assert np.array_equal(pooled, np.concatenate([serial] * 90))
+
+
+def test_process_pool_resize_matches_serial(small_cifar: Path) -> None:
+    from scfront.data.decode import DecodeMode, decode_file, decode_images
+    from scfront.data.layout import CIFAR10_FOLDERS, list_split
+
+    paths = list_split(small_cifar / "cifar10", "test", CIFAR10_FOLDERS).paths() * 5  # 150 files
+    pooled = decode_images(paths, 20, DecodeMode.RESIZE_CROP, workers=2)
+    serial = np.stack([decode_file(p, 20, DecodeMode.RESIZE_CROP) for p in paths[:30]])
+    assert pooled.shape == (150, 3, 20, 20)
+    assert np.array_equal(pooled, np.concatenate([serial] * 5))
