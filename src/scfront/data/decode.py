@@ -45,6 +45,7 @@ class DecodeMode(str, enum.Enum):
 # Below this many files a process pool costs more to start than it saves (a tiny PNG decodes in
 # ~0.15 ms, a 224x224 JPEG plus its resize takes ~2 ms).
 _SERIAL_BELOW = {DecodeMode.EXACT: 2048, DecodeMode.RESIZE_CROP: 128}
+_MIN_CHUNK = {DecodeMode.EXACT: 256, DecodeMode.RESIZE_CROP: 16}
 
 
 def default_workers() -> int:
@@ -153,7 +154,7 @@ def decode_images(
                 bar.update(1)
             return out
         # ~8 chunks per worker: balanced load, frequent progress, little pickling overhead.
-        chunk = max(256, -(-n // (8 * workers)))
+        chunk = max(_MIN_CHUNK[mode], -(-n // (8 * workers)))
         starts = list(range(0, n, chunk))
         log.debug("decoding %d files with %d processes, %d per task", n, workers, chunk)
         with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
