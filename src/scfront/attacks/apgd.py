@@ -9,8 +9,9 @@ Per iteration ``k`` (momentum α = 0.75, the first step without momentum)::
 The step size starts at η = 2ε and is halved per example at checkpoints when (1) fewer than
 ρ = 0.75 of the steps since the last checkpoint increased the loss, or (2) neither η nor the best
 loss changed since the last checkpoint; a halved example restarts from its best point. The
-checkpoints follow ``p_0 = 0, p_1 = 0.22, p_j+1 = p_j + max(p_j − p_j−1 − 0.03, 0.06)`` as
-iteration counts (first after 22 % of the budget, then shrinking by 3 %, at least 6 %).
+checkpoints are ``w_j = ⌈p_j·N⌉`` with ``p_0 = 0, p_1 = 0.22,
+p_j+1 = p_j + max(p_j − p_j−1 − 0.03, 0.06)`` (first after 22 % of the budget, then shrinking
+by 3 %, at least 6 %).
 """
 
 from __future__ import annotations
@@ -29,22 +30,26 @@ from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
 from scfront.errors import ConfigError
 
-__all__ = ["APGD", "APGDCE", "APGDDLR", "APGDTargeted", "checkpoint_lengths"]
+__all__ = ["APGD", "APGDCE", "APGDDLR", "APGDTargeted", "checkpoints"]
 
 MOMENTUM = 0.75  # α of Croce & Hein 2020
 RHO = 0.75  # ρ of condition 1
 
 
-def checkpoint_lengths(steps: int) -> list[int]:
-    """Iterations between consecutive checkpoints for a budget of ``steps`` (paper's p_j)."""
-    first = max(int(math.ceil(0.22 * steps)), 1)
-    shrink, minimum = max(int(math.ceil(0.03 * steps)), 1), max(int(math.ceil(0.06 * steps)), 1)
-    lengths, length, total = [], first, 0
-    while total + length <= steps:
-        lengths.append(length)
-        total += length
-        length = max(length - shrink, minimum)
-    return lengths
+def checkpoints(steps: int) -> list[int]:
+    """The checkpoint iterations ``w_j = ⌈p_j·steps⌉ ≤ steps`` (j ≥ 1) of Croce & Hein 2020.
+
+    ``p_j`` is kept in integer hundredths so that ``⌈·⌉`` is exact (no float round-up).
+    """
+    out: list[int] = []
+    previous, current = 0, 22
+    while True:
+        w = -(-current * steps // 100)
+        if w > steps:
+            return out
+        if not out or w > out[-1]:
+            out.append(w)
+        previous, current = current, current + max(current - previous - 3, 6)
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,8 @@ class APGD(GradientAttack):
         x_max, f_max, g_max = x_cur.clone(), f_cur.clone(), g_cur.clone()
         x_prev = x_cur.clone()
 
-        lengths = checkpoint_lengths(self.steps)
-        next_check, segment = (lengths[0], 0) if lengths else (self.steps + 1, 0)
+        checks = checkpoints(self.steps)
+        last_check = 0
         increases = torch.zeros(n, dtype=torch.long, device=x.device)
         eta_at_check, f_max_at_check = eta.clone(), f_max.clone()
         for k in range(self.steps):
@@ -105,9 +110,8 @@ class APGD(GradientAttack):
             x_max[better], f_max[better], g_max[better] = x_next[better], f_next[better], g_next[better]
             x_prev, x_cur, f_cur, g_cur = x_cur, x_next, f_next, g_next
 
-            if k + 1 == next_check:
-                length = lengths[segment]
-                oscillating = increases.double() < RHO * length  # condition 1
+            if k + 1 in checks:
+                oscillating = increases.double() < RHO * (k + 1 - last_check)  # condition 1
                 stalled = (eta == eta_at_check).view(n) & (f_max <= f_max_at_check)  # condition 2
                 halve = oscillating | stalled
                 eta_at_check, f_max_at_check = eta.clone(), f_max.clone()
@@ -115,8 +119,7 @@ class APGD(GradientAttack):
                 # restart the halved examples from their best point
                 x_cur[halve], g_cur[halve], f_cur[halve] = x_max[halve], g_max[halve], f_max[halve]
                 increases.zero_()
-                segment += 1
-                next_check = next_check + lengths[segment] if segment < len(lengths) else self.steps + 1
+                last_check = k + 1
         return torch.where(found[:, None, None, None], x_found, x_max)
 
 
