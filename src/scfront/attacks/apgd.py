@@ -17,7 +17,6 @@ by 3 %, at least 6 %).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 

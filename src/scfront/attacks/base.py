@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
@@ -57,8 +58,6 @@ class Attack(abc.ABC):
 
     def params(self) -> dict[str, Any]:
         """The hyperparameters as a JSON-friendly dict (for results files)."""
-        import dataclasses
-
         if not dataclasses.is_dataclass(self):
             return {}
         out: dict[str, Any] = {}
