@@ -11,8 +11,8 @@ import torch
 from scfront.dictionary.core import Dictionary
 from scfront.dictionary.dct import dct_dictionary
 from scfront.dictionary.lasso import fista_codes, lars_codes, lasso_objective, soft_threshold
-from scfront.dictionary.metrics import (count_flat_atoms, dictionary_stats, heldout_objective,
-                                        mutual_coherence)
+from scfront.dictionary.metrics import (count_flat_atoms, count_near_duplicates,
+                                        dictionary_stats, heldout_objective, mutual_coherence)
 from scfront.dictionary.npz import load_dictionary
 
 @pytest.fixture(autouse=True)
@@ -48,6 +48,12 @@ def test_flat_atom_count() -> None:
     assert count_flat_atoms(from_rows(rows)) == 2
     assert count_flat_atoms(from_rows(rows), threshold=0.5) == 4
     assert count_flat_atoms(dct_dictionary()) == 1
+
+
+def test_near_duplicate_count() -> None:
+    rows = [[1, 0, 0], [0.999, 0.01, 0], [0, 1, 0], [0, -1, 0.05], [0, 0, 1], [1, 1, 1]]
+    assert count_near_duplicates(from_rows(rows)) == 4
+    assert count_near_duplicates(dct_dictionary()) == 0
 
 
 def test_reference_has_265_flat_atoms(reference_dir: Path) -> None:

@@ -172,6 +172,7 @@ def _show(args: argparse.Namespace) -> int:
     print(f"L2 norms     {stats.l2_min:.4f} .. {stats.l2_max:.4f}")
     print(f"coherence    {stats.coherence:.6f}")
     print(f"flat atoms   {stats.flat_atoms} (|cos| > 0.9 with the constant patch)")
+    print(f"duplicates   {stats.near_duplicates} (atoms with another atom at |cos| > 0.99)")
     if args.data_root is not None:
         name = args.dataset or ("imagenette" if dictionary.patch_size == 8 else "cifar10")
         dataset = PatchDataset(name)

@@ -70,20 +70,21 @@ def render_markdown(rows: list[dict[str, Any]], context: Mapping[str, Any]) -> s
         f"Objective per patch: 0.5 ||x - D a||^2 + {context['alpha']} ||a||_1 with the exact "
         "lasso code a from scikit-learn's LARS, the same solver for every dictionary. "
         "Coherence: largest |cos| between two atoms. Flat atoms: |cos| > 0.9 with the constant "
-        "patch.",
+        "patch. Near-duplicates: atoms with another atom at |cos| > 0.99.",
         "",
         f"Command: `{context['command']}`",
         "",
         "| dictionary | method | atoms | objective | 0.5·residual² | L1 of code | non-zeros | "
-        "coherence | flat atoms | atom L1 norms | learn wall (s) | learn CPU (s) | patches used |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "coherence | flat atoms | near-duplicates | atom L1 norms | learn wall (s) | learn CPU (s) | patches used |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         s, h = row["stats"], row["heldout"]
         lines.append(
             f"| {row['label']} | {row['method']} | {s['n_atoms']} | {_fmt(h['objective'])} | "
             f"{_fmt(h['reconstruction'])} | {_fmt(h['l1'])} | {_fmt(h['nonzeros'], 2)} | "
-            f"{_fmt(s['coherence'], 6)} | {s['flat_atoms']} | {_fmt(s['l1_min'], 2)}–"
+            f"{_fmt(s['coherence'], 6)} | {s['flat_atoms']} | {s['near_duplicates']} | "
+            f"{_fmt(s['l1_min'], 2)}–"
             f"{_fmt(s['l1_max'], 2)} | {_fmt(row['learn_seconds'], 1)} | "
             f"{_fmt(row['learn_cpu_seconds'], 1)} | "
             f"{_fmt(row['patches_used'])} |"

@@ -4,20 +4,21 @@ Same objective as the original learner, ``min_D mean_x min_a 0.5 ||x - a D||^2 +
 over unit-norm atoms (Mairal, Bach, Ponce, Sapiro 2009, "Online dictionary learning for sparse
 coding"), but on mini-batches of thousands of patches, with the whole batch coded at once:
 
-1. Sparse coding: ``fista_iterations`` FISTA steps from zero (:func:`fista_codes`), one batched
-   matrix product per step instead of one LARS path per patch.
+1. Sparse coding: ``fista_iterations`` FISTA steps from the best one-atom code
+   (:func:`fista_codes`), batched matrix products instead of one LARS path per patch.
 2. Sufficient statistics ``A = E[a a^T]`` and ``B = E[x a^T]`` as weighted running means: the
    weight of a new batch is ``max(1 / t, 1 / memory)``, an exact mean over the first ``memory``
-   batches, then exponential forgetting of the early, poorly coded batches (Mairal's
-   section 3.4.2 suggests down-weighting them).
+   batches, then exponential forgetting of the early, poorly coded batches (Mairal et al.
+   likewise down-weight the first iterations, whose codes used a poor dictionary).
 3. Dictionary update: one pass of block coordinate descent over the atoms on the surrogate
    ``0.5 Tr(D^T D A) - Tr(D^T B)`` (Mairal's Algorithm 2), each atom projected onto the unit
    sphere (the file format and the encoder's thresholds assume unit atoms).
-4. Dead atoms: every ``resample_every`` steps, atoms whose share of ``trace(A)`` fell below
-   ``dead_fraction / n_atoms`` are replaced by the worst-coded patches of the current batch
-   (largest residual), normalised, and their statistics reset. Natural patches are mostly flat;
-   reseeding from random patches (as scikit-learn does) fills the dictionary with near-copies of
-   the flat patch, reseeding from the residuals spends atoms on what the code cannot yet explain.
+4. Dead atoms (Mairal et al. purge unused atoms too): every ``resample_every`` steps, atoms
+   whose share of ``trace(A)`` fell below ``dead_fraction / n_atoms`` are replaced by the
+   worst-coded patches of the current batch (largest residual), normalised, and their
+   statistics reset. Natural patches are mostly flat; reseeding from random patches (as
+   scikit-learn does) fills the dictionary with near-copies of a few patches, reseeding from
+   the residuals spends atoms on what the code cannot yet explain.
 
 Everything random comes from a ``torch.Generator`` seeded with ``seed``.
 """

@@ -8,6 +8,7 @@
   0 for an orthogonal basis).
 - Flat atoms: atoms whose |cosine| with the constant patch exceeds 0.9. PAPER.md section 1
   records 265 of 500 for the shipped CIFAR-10 dictionary: many nearly redundant atoms.
+- Near-duplicate atoms: atoms that have another atom with |cosine| > 0.99 (wasted atoms).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scfront.dictionary.core import Dictionary
 from scfront.dictionary.lasso import lars_codes, lasso_objective
 
 FLAT_COSINE = 0.9
+DUPLICATE_COSINE = 0.99
 
 
 def _unit_rows(dictionary: Dictionary) -> torch.Tensor:
@@ -35,6 +37,16 @@ def mutual_coherence(dictionary: Dictionary) -> float:
     cosines = (unit @ unit.T).abs()
     cosines.fill_diagonal_(0.0)
     return float(cosines.max())
+
+
+def count_near_duplicates(dictionary: Dictionary, threshold: float = DUPLICATE_COSINE) -> int:
+    """Number of atoms having at least one other atom with |cosine| > ``threshold``."""
+    if dictionary.n_atoms < 2:
+        return 0
+    unit = _unit_rows(dictionary)
+    cosines = (unit @ unit.T).abs()
+    cosines.fill_diagonal_(0.0)
+    return int((cosines.max(dim=1).values > threshold).sum())
 
 
 def flat_cosines(dictionary: Dictionary) -> torch.Tensor:
@@ -95,6 +107,7 @@ class DictionaryStats:
     l2_max: float
     coherence: float
     flat_atoms: int
+    near_duplicates: int
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -113,4 +126,5 @@ def dictionary_stats(dictionary: Dictionary) -> DictionaryStats:
         l2_max=float(l2.max()),
         coherence=mutual_coherence(dictionary),
         flat_atoms=count_flat_atoms(dictionary),
+        near_duplicates=count_near_duplicates(dictionary),
     )
