@@ -15,13 +15,13 @@ T, BETA, EPS = 2, 3.0, 8 / 255
 JUMP = BETA * EPS
 
 
-def closed_form_input_grad(x: torch.Tensor, atoms: torch.Tensor, weights: torch.Tensor,
-                           top_u: int | None, steepness: float) -> torch.Tensor:
-    """∂/∂x of Σ weights·codes under the BPDA rules, written out by hand (stride 1)."""
-    z = F.conv2d(x, atoms)
+def closed_form_code_grad(x: torch.Tensor, atoms: torch.Tensor, weights: torch.Tensor,
+                          top_u: int | None, steepness: float, stride: int = 1, top_t: int = T) -> torch.Tensor:
+    """∂/∂z of Σ weights·codes under the BPDA rules, written out by hand."""
+    z = F.conv2d(x, atoms, stride=stride)
     l1 = atoms.abs().sum(dim=(1, 2, 3)).view(1, -1, 1, 1)
     rank = torch.argsort(torch.argsort(z.abs(), dim=1, descending=True), dim=1)  # 0 = largest
-    kept = torch.where(rank < T, z, torch.zeros(()))
+    kept = torch.where(rank < top_t, z, torch.zeros(()))
     grad_z = weights.clone()
     if steepness > 0:  # derivative of 0.5[tanh(s(u−j)) + tanh(s(u+j))] at u = kept/‖d‖₁
         u = kept / l1
@@ -29,7 +29,13 @@ def closed_form_input_grad(x: torch.Tensor, atoms: torch.Tensor, weights: torch.
                                              + torch.cosh(steepness * (u + JUMP)) ** -2)
     if top_u is not None:
         grad_z = grad_z * (rank < top_u)
-    return F.conv_transpose2d(grad_z, atoms)
+    return grad_z
+
+
+def closed_form_input_grad(x: torch.Tensor, atoms: torch.Tensor, weights: torch.Tensor,
+                           top_u: int | None, steepness: float) -> torch.Tensor:
+    """∂/∂x of Σ weights·codes (stride 1): the transposed convolution of ∂/∂z."""
+    return F.conv_transpose2d(closed_form_code_grad(x, atoms, weights, top_u, steepness), atoms)
 
 
 @pytest.fixture()
@@ -63,7 +69,8 @@ def test_identity_rules_pass_gradient_unchanged(setup: tuple) -> None:
     codes = torch.autograd.functional.vjp(lambda t: encoder._activate(t, encoder.l1_norms().view(1, -1, 1, 1)),
                                           z, weights)[1]
     assert torch.equal(codes, weights)  # straight through the activation
-    assert torch.equal(input_grad(encoder, x, weights), F.conv_transpose2d(weights, encoder.atoms))
+    torch.testing.assert_close(input_grad(encoder, x, weights), F.conv_transpose2d(weights, encoder.atoms),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_rules_change_gradient_not_forward(setup: tuple) -> None:
@@ -92,3 +99,16 @@ def test_rules_restored_after_error_and_no_encoder_is_an_error(setup: tuple) -> 
     with pytest.raises(ConfigError, match="no sparse coding Encoder"):
         with bpda(nn.Linear(2, 2), top_u=3):
             pass
+
+
+def test_sparse_slot_gradients_on_cifar(cifar_dictionary: Dictionary, cifar_images: torch.Tensor) -> None:
+    """500 atoms, U = 30: the image and atom gradients go through the 30 kept slots only."""
+    encoder = Encoder(cifar_dictionary, learnable=True).double()
+    x = cifar_images[:2].double().requires_grad_()
+    weights = torch.randn(2, 500, 15, 15, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    grad_x, grad_atoms = torch.autograd.grad((encoder(x) * weights).sum(), (x, encoder.atoms))
+    atoms = encoder.atoms.detach()
+    grad_z = closed_form_code_grad(x.detach(), atoms, weights, 30, 4.0, stride=2, top_t=15)
+    torch.testing.assert_close(grad_x, F.conv_transpose2d(grad_z, atoms, stride=2), rtol=1e-9, atol=1e-12)
+    expected_atoms = torch.nn.grad.conv2d_weight(x.detach(), atoms.shape, grad_z, stride=2)
+    torch.testing.assert_close(grad_atoms, expected_atoms, rtol=1e-9, atol=1e-12)

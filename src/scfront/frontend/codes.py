@@ -4,7 +4,7 @@ With top-T on, at most T of the n_atoms coefficients of a location are non-zero,
 hands out its codes as ``K ≥ T`` (value, atom index) slots per location, sorted by decreasing |z|.
 The first ``n_active = T`` slots carry the forward values; slots ``T..K-1`` are zero in the
 forward pass and exist only so that BPDA's top-U rule (U > T) can send gradient to them. The
-decoder's first layer consumes this layout directly (:mod:`scfront.frontend.sparse_convt`); the
+decoder's first layer consumes this layout directly (:mod:`scfront.frontend.sparse`); the
 dense tensor is :meth:`SparseCodes.to_dense`.
 """
 

@@ -76,7 +76,7 @@ class Decoder(nn.Module):
         patch_size, stride: the encoder's, used by layers whose kernel/stride is ``None``.
 
     ``forward`` also accepts :class:`SparseCodes`; the first transposed convolution is then
-    computed from the active atoms only (:func:`sparse_conv_transpose`), which gives the same
+    computed from the active atoms only (:func:`~scfront.frontend.sparse.sparse_conv_transpose`), which gives the same
     result as the dense layer (up to float summation order) at a fraction of the cost.
     """
 
@@ -128,7 +128,7 @@ class Decoder(nn.Module):
                 continue
             conv = next(convs)
             if isinstance(out, SparseCodes):
-                from scfront.frontend.sparse_convt import sparse_conv_transpose
+                from scfront.frontend.sparse import sparse_conv_transpose
 
                 out = sparse_conv_transpose(out, conv.weight, conv.bias, conv.stride[0])
             else:

@@ -19,8 +19,9 @@ from scfront.dictionary.core import Dictionary
 from scfront.errors import CheckpointError, ConfigError, InputError
 from scfront.frontend.bpda import BPDA, IdentityBackward, TanhSurrogateBackward, TopUMaskBackward, ternary
 from scfront.frontend.codes import SparseCodes
+from scfront.frontend.sparse import SlotCorrelation
 
-__all__ = ["Encoder", "RANGE_TOLERANCE"]
+__all__ = ["Encoder", "RANGE_TOLERANCE", "top_indices"]
 
 RANGE_TOLERANCE = 1e-6  # inputs may leave [0, 1] by this much (float rounding in attacks)
 
@@ -35,6 +36,34 @@ def _check_number(name: str, value: Any, low: float, high: float = math.inf,
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
         raise ConfigError(f"encoder {name} must be in {lo}{low}, {high}{hi}, got {value!r}")
     return float(value)
+
+
+def top_indices(magnitude: torch.Tensor, k: int, dim: int = -1, boundaries: tuple[int, ...] = ()) -> torch.Tensor:
+    """Indices of the ``k`` largest entries along ``dim``, largest first.
+
+    Ties are broken towards the lower index wherever they decide membership: at the k-th place
+    and at every place in ``boundaries`` (e.g. T inside a top-U selection). The result therefore
+    does not depend on the memory layout or on k (``torch.topk`` alone leaves ties unspecified,
+    and the coherent CIFAR-10 dictionary does produce exactly equal float32 |z| at times).
+    Rows with such ties, rare, are re-ranked by a stable sort.
+    """
+    n = magnitude.shape[dim]
+    if k >= n:
+        return torch.sort(magnitude, dim=dim, descending=True, stable=True).indices
+    values, indices = torch.topk(magnitude, k + 1, dim=dim, sorted=True)
+    tied = torch.zeros_like(values.select(dim, 0), dtype=torch.bool)
+    for place in {k, *boundaries}:
+        if 0 < place <= k:
+            tied |= values.select(dim, place - 1) == values.select(dim, place)
+    indices = indices.narrow(dim, 0, k)
+    if bool(tied.any()):
+        rows = tied.nonzero(as_tuple=True)
+        moved_mag, moved_idx = magnitude.movedim(dim, -1), indices.movedim(dim, -1)
+        fixed = torch.sort(moved_mag[rows], dim=-1, descending=True, stable=True).indices[:, :k]
+        moved_idx = moved_idx.clone()
+        moved_idx[rows] = fixed
+        indices = moved_idx.movedim(-1, dim)
+    return indices
 
 
 class Encoder(nn.Module):
@@ -218,7 +247,7 @@ class Encoder(nn.Module):
         """
         if self.top_t is None:
             raise ConfigError("sparse codes need top-T; this encoder has top_t=None")
-        z = self.preactivation(x)
+        self.check_input(x)
         n, t = self.n_atoms, self.top_t
         top_u = self.bpda.top_u
         needs_grad = self._needs_input_grad(x)
@@ -228,9 +257,14 @@ class Encoder(nn.Module):
             slots = n  # identity through top-T: every coefficient gets gradient
         else:
             slots = max(t, min(top_u, n))
+        with torch.no_grad():  # the gradient is routed through the kept slots only (SlotCorrelation)
+            z = self._noise(F.conv2d(x, self.atoms, stride=self.stride), self.l1_norms())
         z_last = z.permute(0, 2, 3, 1)  # (B, H', W', n): one location per row
-        indices = torch.topk(z_last.detach().abs(), slots, dim=-1, sorted=True).indices
-        values = torch.gather(z_last, -1, indices)
+        indices = top_indices(z_last.abs(), slots, dim=-1, boundaries=(t,))
+        if needs_grad:
+            values = SlotCorrelation.apply(x, self.atoms, indices, z_last, self.stride)
+        else:
+            values = torch.gather(z_last, -1, indices)
         slot = torch.arange(slots, device=z.device)
         keep = slot < t
         if needs_grad and top_u is None:

@@ -27,7 +27,7 @@ class Frontend(nn.Module):
     Args:
         encoder, decoder: the two halves (see :class:`Encoder`, :class:`Decoder`).
         fast: how the decoder's first layer is computed. ``None`` (default) picks the sparse
-            path (:mod:`scfront.frontend.sparse_convt`) whenever the codes are sparse (top-T
+            path (:mod:`scfront.frontend.sparse`) whenever the codes are sparse (top-T
             keeps at most a quarter of the atoms); ``False`` always uses the dense reference
             layer; ``True`` always uses the sparse path (ConfigError where it does not apply).
     """
