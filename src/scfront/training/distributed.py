@@ -96,6 +96,15 @@ def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
     return out
 
 
+def broadcast_object(obj: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``obj`` on every process."""
+    if not ctx.distributed:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
         dist.barrier()

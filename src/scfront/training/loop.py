@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from scfront.config import DatasetName, RunConfig, load_config, save_config, to_dict
-from scfront.errors import ConfigError, CheckpointError
+from scfront.errors import CheckpointError, ConfigError, ScfrontError
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.models.build import build_model
 from scfront.models.saving import CARD_FILE, CONFIG_FILE, find_encoder, save_model
@@ -81,7 +81,7 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
-def _prepare_run_dir(run_dir: Path, config: RunConfig, ctx: D.DistContext) -> None:
+def _prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
     saved_path = run_dir / CONFIG_FILE
     if saved_path.is_file():
         saved = load_config(saved_path)
@@ -94,8 +94,7 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig, ctx: D.DistContext) -> No
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} is not empty and holds no {CONFIG_FILE}: not a scfront run "
                           "folder; choose a new or empty --out")
-    if ctx.is_main:
-        save_config(config, saved_path)
+    save_config(config, saved_path)
 
 
 def _write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -143,8 +142,16 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
     tc = config.train
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)
-    _prepare_run_dir(run_dir, config, ctx)
-    D.barrier(ctx)
+    # The main process checks and prepares the folder; every process raises the same error.
+    problem = None
+    if ctx.is_main:
+        try:
+            _prepare_run_dir(run_dir, config)
+        except ScfrontError as exc:
+            problem = str(exc)
+    problem = D.broadcast_object(problem, ctx)
+    if problem is not None:
+        raise ConfigError(problem)
 
     root = None if DatasetName(config.data.dataset) is DatasetName.SYNTHETIC else data_root
     train_set = load_dataset(config.data, root, "train")
