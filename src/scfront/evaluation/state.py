@@ -51,7 +51,7 @@ class StateStore:
     # ------------------------------------------------------------------ io
     @staticmethod
     def write(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
-        data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        data = {k: v.detach().cpu().clone() for k, v in tensors.items()}
         metadata = {"meta": json.dumps(meta or {})}
         atomic_write(path, lambda tmp: save_file(data, str(tmp), metadata))
 

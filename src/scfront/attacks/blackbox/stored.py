@@ -90,7 +90,9 @@ def save_adversarials(path: str | Path, stored: StoredAdversarials) -> Path:
         tensors[f"success/{item.name}"] = item.success.bool().contiguous()
         meta.append({"name": item.name, "norm": item.norm, "eps": item.eps})
     metadata = {"format": FORMAT, "attacks": json.dumps(meta)}
-    return atomic_write(path, lambda tmp: save_file({k: v.cpu() for k, v in tensors.items()}, str(tmp), metadata))
+    # clone: callers may pass one tensor twice (labels == predictions), which safetensors refuses
+    data = {k: v.detach().cpu().clone() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(data, str(tmp), metadata))
 
 
 def load_adversarials(path: str | Path) -> StoredAdversarials:

@@ -1,0 +1,129 @@
+"""Black-box attacks on the trained toy MLP: they lower accuracy and stay in their ε-ball."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scfront.attacks import ThreatModel, available_attacks, create_attack
+from scfront.attacks.blackbox import StartPool
+from scfront.attacks.blackbox.stored import StoredAdversarials, StoredAttack, load_adversarials, save_adversarials
+from scfront.errors import ConfigError
+
+
+def _correct(model, x, y):
+    keep = model(x).argmax(1) == y
+    return x[keep], y[keep]
+
+
+def _noise_accuracy(model, x, y, threat, gen):
+    """Accuracy under random vertices of the ball: the baseline a search must beat."""
+    if threat.norm.value == "Linf":
+        delta = torch.where(torch.rand(x.shape, generator=gen) < 0.5, -threat.eps, threat.eps)
+    else:
+        delta = torch.randn(x.shape, generator=gen)
+        delta = delta / delta.flatten(1).norm(dim=1)[:, None, None, None] * threat.eps
+    return float((model((x + delta).clamp(0, 1)).argmax(1) == y).float().mean())
+
+
+def test_registered():
+    assert {"square", "boundary", "hopskipjump", "zoo", "transfer"} <= set(available_attacks())
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 0.15), ("L2", 2.0)])
+def test_square_lowers_accuracy_and_stays_in_ball(toy_model, toy_data, norm, eps):
+    x, y = _correct(toy_model, *toy_data)
+    attack = create_attack("square", norm=norm, eps=eps, queries=150)
+    result = attack(toy_model, x, y, generator=torch.Generator().manual_seed(0))
+    threat = ThreatModel(norm, eps)
+    assert threat.contains(result.x_adv, x).all()
+    assert ((result.x_adv >= 0) & (result.x_adv <= 1)).all()
+    accuracy = 1 - float(result.success.float().mean())
+    baseline = _noise_accuracy(toy_model, x, y, threat, torch.Generator().manual_seed(1))
+    assert accuracy < baseline - 0.1, (accuracy, baseline)
+    # success is what the model says on the returned points
+    assert torch.equal(result.success, toy_model(result.x_adv).argmax(1) != y)
+
+
+def test_square_is_reproducible_with_a_generator(toy_model, toy_data):
+    x, y = _correct(toy_model, *toy_data)
+    attack = create_attack("square", queries=20)
+    a = attack(toy_model, x, y, generator=torch.Generator().manual_seed(5)).x_adv
+    b = attack(toy_model, x, y, generator=torch.Generator().manual_seed(5)).x_adv
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name,options", [
+    ("boundary", {"steps": 150}),
+    ("hopskipjump", {"steps": 4, "init_evals": 20, "max_evals": 40}),
+    ("hopskipjump", {"norm": "Linf", "eps": 0.1, "steps": 3, "init_evals": 20, "max_evals": 40}),
+    ("zoo", {"steps": 30, "binary_search_steps": 2, "coordinates": 64, "learning_rate": 0.1,
+             "initial_const": 10.0}),
+])
+def test_minimum_norm_attacks(toy_model, toy_data, name, options):
+    x, y = _correct(toy_model, *toy_data)
+    x, y = x[:16], y[:16]
+    gen_pool = torch.Generator().manual_seed(7)
+    pool = StartPool(torch.rand(200, 3, 8, 8, generator=gen_pool))
+    kwargs = dict(options, pool=pool) if name != "zoo" else dict(options)
+    attack = create_attack(name, **kwargs)
+    free = attack.unbounded()(toy_model, x, y, generator=torch.Generator().manual_seed(0))
+    threat = attack.constrained_threat()
+    # decision-based attacks start adversarial and never leave the adversarial side
+    if name != "zoo":
+        assert free.success.all()
+        assert threat.norm.value == attack.norm.value
+        dist = torch.cdist(x.flatten(1), pool.images.flatten(1))
+        dist[toy_model(pool.images).argmax(1)[None, :] == y[:, None]] = float("inf")
+        start_dist = dist.min(1).values  # the nearest pool image of another label
+        found = threat.distance(free.x_adv, x)
+        if threat.norm.value == "L2":
+            assert (found <= start_dist.double() + 1e-5).all()
+            # the Boundary walk is slow (1 % of the distance per successful step)
+            assert found.median() < (0.9 if name == "boundary" else 0.8) * start_dist.median()
+    else:
+        assert free.success.float().mean() > 0.5
+    bounded = attack(toy_model, x, y, generator=torch.Generator().manual_seed(0))
+    assert threat.contains(bounded.x_adv, x).all()
+    assert torch.allclose(bounded.x_adv, threat.project(free.x_adv, x))
+
+
+def test_params_exclude_the_pool_and_resolve_eps():
+    attack = create_attack("boundary", pool=StartPool(torch.rand(3, 3, 4, 4)))
+    params = attack.params()
+    assert "pool" not in params and params["eps"] == pytest.approx(0.6)
+    assert create_attack("square").params()["eps"] == pytest.approx(8 / 255)
+
+
+def test_bad_parameters_are_config_errors():
+    with pytest.raises(ConfigError):
+        create_attack("square", norm="L1")
+    with pytest.raises(ConfigError):
+        create_attack("boundary", norm="Linf")
+    with pytest.raises(ConfigError):
+        create_attack("transfer")
+    with pytest.raises(ConfigError):
+        create_attack("square").unbounded()
+
+
+def test_transfer_from_stored_file(tmp_path, toy_model, toy_data):
+    x, y = _correct(toy_model, *toy_data)
+    x = (x * 255).round() / 255  # stored files match 8-bit images
+    y = toy_model(x).argmax(1)
+    source = create_attack("pgd-linf", eps=0.1, steps=10, step_size=0.02)
+    adv = source(toy_model, x, y, generator=torch.Generator().manual_seed(0))
+    n = x.shape[0]
+    stored = StoredAdversarials(
+        torch.arange(n), (x * 255).round().to(torch.uint8), y, y, torch.full((n,), -1),
+        (StoredAttack("pgd-linf", "Linf", 0.1, torch.arange(n), adv.x_adv, adv.success),))
+    path = save_adversarials(tmp_path / "adversarials.safetensors", stored)
+    back = load_adversarials(path)
+    assert torch.equal(back.attack("pgd-linf").x_adv, adv.x_adv)
+    transfer = create_attack("transfer", source=str(path), eps=0.1)
+    result = transfer(toy_model, x, y, generator=torch.Generator())
+    # same model: the stored adversarials transfer perfectly, and are returned unchanged
+    assert torch.equal(result.success, adv.success)
+    assert torch.allclose(result.x_adv, adv.x_adv)
+    # a smaller ball: projected, still inside
+    small = create_attack("transfer", source=str(path), eps=0.02)(toy_model, x, y)
+    assert ThreatModel("Linf", 0.02).contains(small.x_adv, x).all()
