@@ -1,0 +1,211 @@
+"""The evaluation runner at tiny scale: schema, cascade semantics, worst case, resume, shards, checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from scfront.attacks import ThreatModel
+from scfront.attacks.blackbox import StartPool
+from scfront.attacks.blackbox.stored import load_adversarials
+from scfront.errors import ConfigError
+from scfront.evaluation import runner
+from scfront.evaluation.results import merge
+from scfront.evaluation.runner import EvalData
+from scfront.evaluation.spec import Shard
+from scfront.evaluation.suite import build_suite, evaluate
+
+SUITE = ["fgsm:eps=0.03", "pgd-linf:eps=0.03:steps=3:step_size=0.01", "square:eps=0.03:queries=15"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _mlp(seed: int = 0) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(192, 32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return model.eval()
+
+
+class _Quantized(nn.Module):
+    """A gradient-masked model: a rounding front (zero gradient everywhere) before an MLP."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _mlp(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.round(x * 4) / 4)
+
+
+def _data(model: nn.Module, n: int = 16, seed: int = 3) -> tuple[EvalData, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    pool = (torch.rand(64, 3, 8, 8, generator=gen) * 255).round().to(torch.uint8)
+    labels = model(pool.float() / 255).argmax(1)
+    labels[:2] = (labels[:2] + 1) % 10  # two images misclassified from the start
+    return EvalData(torch.arange(n), pool[:n].clone(), labels[:n].clone()), pool
+
+
+def _run(out, model=None, items=SUITE, **kwargs):
+    model = model if model is not None else _mlp()
+    data, pool = _data(model)
+    attacks = build_suite(items, pool=StartPool(pool))
+    kwargs.setdefault("checks", False)
+    return evaluate(model, data, attacks, out, batch_size=5, check_images=8, progress=False, **kwargs)
+
+
+def _comparable(results: dict) -> dict:
+    """Everything except wall-clock timings."""
+    out = {k: v for k, v in results.items() if k != "clean_seconds"}
+    out["attacks"] = [{k: v for k, v in a.items() if k != "seconds"} for a in results["attacks"]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def cascade_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cascade")
+    return out, _run(out)
+
+
+def test_results_schema_and_files(cascade_run):
+    out, results = cascade_run
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == results
+    for key, kind in [("model", str), ("dataset", str), ("n_images", int), ("subset_seed", int),
+                      ("clean_accuracy", float), ("attacks", list), ("worst_case_accuracy", float),
+                      ("checks", dict)]:
+        assert isinstance(results[key], kind), key
+    assert results["n_images"] == 16
+    for entry in results["attacks"]:
+        assert {"name", "norm", "eps", "params", "robust_accuracy", "seconds"} <= set(entry)
+        assert entry["norm"] in ("Linf", "L2", "L1")
+        assert 0 <= entry["robust_accuracy"] <= 1 and entry["seconds"] >= 0
+    assert [a["name"] for a in results["attacks"]] == ["fgsm", "pgd-linf", "square"]
+    assert results["clean_accuracy"] == pytest.approx(14 / 16)
+    assert "| fgsm |" in (out / "report.md").read_text()
+
+
+def test_saved_adversarials_are_inside_their_balls(cascade_run):
+    out, results = cascade_run
+    stored = load_adversarials(out / "adversarials.safetensors")
+    clean = stored.clean.float() / 255
+    for entry, item in zip(results["attacks"], stored.attacks):
+        threat = ThreatModel(entry["norm"], entry["eps"])
+        assert threat.contains(item.x_adv, clean[item.positions]).all()
+        assert item.x_adv.min() >= 0 and item.x_adv.max() <= 1
+        # success flags are what the model says on the stored points
+        model = _mlp()
+        assert torch.equal(item.success, model(item.x_adv).argmax(1) != stored.labels[item.positions])
+
+
+def test_cascade_semantics_and_worst_case(cascade_run):
+    out, results = cascade_run
+    stored = load_adversarials(out / "adversarials.safetensors")
+    correct = stored.clean_pred == stored.labels
+    broken = torch.zeros_like(correct)
+    for pos, (entry, item) in enumerate(zip(results["attacks"], stored.attacks)):
+        ran = torch.zeros_like(correct)
+        ran[item.positions] = True
+        assert torch.equal(ran, correct & ~broken), "an attack ran on a point already broken or misclassified"
+        broken[item.positions[item.success]] = True
+        assert entry["robust_accuracy"] == pytest.approx(float((correct & ~broken).float().mean()))
+        assert entry["n_run"] == int(ran.sum())
+    assert results["worst_case_accuracy"] == pytest.approx(float((correct & ~broken).float().mean()))
+    assert all(results["worst_case_accuracy"] <= a["robust_accuracy"] for a in results["attacks"])
+    expected = torch.full_like(stored.labels, -1)
+    for pos in reversed(range(len(stored.attacks))):
+        item = stored.attacks[pos]
+        expected[item.positions[item.success]] = pos
+    expected[~correct] = -2
+    assert results["broken_by"] == expected.tolist()
+
+
+def test_no_cascade_runs_every_attack_on_every_correct_point(tmp_path):
+    results = _run(tmp_path, cascade=False)
+    stored = load_adversarials(tmp_path / "adversarials.safetensors")
+    correct = stored.clean_pred == stored.labels
+    any_broken = torch.zeros_like(correct)
+    for entry, item in zip(results["attacks"], stored.attacks):
+        assert torch.equal(item.positions, correct.nonzero().squeeze(1))
+        broken = torch.zeros_like(correct)
+        broken[item.positions[item.success]] = True
+        any_broken |= broken
+        assert entry["robust_accuracy"] == pytest.approx(float((correct & ~broken).float().mean()))
+        assert entry["standalone_accuracy"] == pytest.approx(1 - float(item.success.float().mean()))
+        assert results["worst_case_accuracy"] <= entry["robust_accuracy"]
+    assert results["worst_case_accuracy"] == pytest.approx(float((correct & ~any_broken).float().mean()))
+
+
+def test_resume_after_interruption_recomputes_nothing_finished(tmp_path, cascade_run, monkeypatch):
+    real = runner._execute
+    calls = {"n": 0}
+
+    def crash_after_five(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt  # the process dies in the middle of a unit
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_execute", crash_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path)
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "state").rglob("b*.safetensors")}
+    assert not (tmp_path / "results.json").exists()
+
+    counted = {"n": 0}
+
+    def counting(*args, **kwargs):
+        counted["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_execute", counting)
+    resumed = _run(tmp_path)
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items()), "a finished unit was rewritten"
+    # units with work in a whole run (attack x batch where it ran on some point), less the 5 done
+    stored = load_adversarials(cascade_run[0] / "adversarials.safetensors")
+    with_work = sum(len(set((item.positions // 5).tolist())) for item in stored.attacks)
+    assert counted["n"] == with_work - 5
+    assert _comparable(resumed) == _comparable(cascade_run[1])
+
+
+def test_shards_merge_to_the_same_results(tmp_path, cascade_run):
+    a, b = tmp_path / "s0", tmp_path / "s1"
+    assert _run(a, shard=Shard(0, 2)) is None  # the other shard's batches are missing
+    assert _run(b, shard=Shard(1, 2)) is None
+    merged = merge([a, b], tmp_path / "merged")
+    assert _comparable(merged) == _comparable(cascade_run[1])
+    # shards writing into one folder finish the evaluation themselves
+    shared = tmp_path / "shared"
+    assert _run(shared, shard=Shard(1, 2)) is None
+    assert _comparable(_run(shared, shard=Shard(0, 2))) == _comparable(cascade_run[1])
+
+
+def test_a_different_evaluation_is_refused(tmp_path):
+    _run(tmp_path, items=["fgsm:eps=0.03"])
+    with pytest.raises(ConfigError, match="another evaluation"):
+        _run(tmp_path, items=["fgsm:eps=0.05"])
+
+
+def test_checks_pass_on_a_plain_model_and_fail_on_a_masked_one(tmp_path):
+    items = ["pgd-linf:eps=0.05:steps=5:step_size=0.02", "square:eps=0.05:queries=40"]
+    plain = _run(tmp_path / "plain", items=items, checks=True)["checks"]
+    assert plain["gradients-nonzero"]["passed"] and plain["large-eps"]["passed"]
+    assert plain["deterministic"]["passed"]
+    assert plain["bpda-variants"]["detail"].startswith("not applicable")
+    masked = _run(tmp_path / "masked", model=_Quantized(), items=items, checks=True)["checks"]
+    assert set(masked) == {"large-eps", "more-steps", "gradients-nonzero", "deterministic",
+                           "blackbox-vs-whitebox", "bpda-variants"}
+    assert not masked["gradients-nonzero"]["passed"]
+    assert not masked["large-eps"]["passed"]
+    assert not masked["blackbox-vs-whitebox"]["passed"], masked["blackbox-vs-whitebox"]["detail"]
