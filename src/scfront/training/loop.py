@@ -40,8 +40,8 @@ from scfront.models.build import build_model
 from scfront.models.saving import CARD_FILE, CONFIG_FILE, find_encoder, save_model
 from scfront.training import distributed as D
 from scfront.training.adversarial import initial_perturbation, training_loss
-from scfront.training.checkpoint import (TrainingState, load_checkpoint, restore_generators,
-                                         save_checkpoint)
+from scfront.training.checkpoint import (TENSOR_DIR, TrainingState, load_checkpoint,
+                                         restore_generators, save_checkpoint)
 from scfront.training.metrics import count_correct
 from scfront.training.schedules import learning_rate
 
@@ -81,8 +81,17 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    # A process killed inside scfront.io.atomic_write leaves its ".NAME.*.tmp" file behind.
+    for folder in (run_dir, run_dir / TENSOR_DIR):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
 def _prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
     saved_path = run_dir / CONFIG_FILE
+    _remove_stale_temporaries(run_dir)
     if saved_path.is_file():
         saved = load_config(saved_path)
         if saved != config:
