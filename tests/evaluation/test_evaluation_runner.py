@@ -21,14 +21,6 @@ from scfront.evaluation.suite import build_suite, evaluate
 SUITE = ["fgsm:eps=0.03", "pgd-linf:eps=0.03:steps=3:step_size=0.01", "square:eps=0.03:queries=15"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _mlp(seed: int = 0) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     model = nn.Sequential(nn.Flatten(), nn.Linear(192, 32), nn.ReLU(), nn.Linear(32, 10))

@@ -1,0 +1,62 @@
+"""`scfront evaluate` / `evaluate-merge` end to end on the original checkpoint (few images)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scfront.attacks import available_attacks
+from scfront.cli import build_parser, main
+
+
+def test_help_documents_every_attack_and_option(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    for name in available_attacks():
+        assert f"  {name} " in text, name
+    for option in ("--attacks", "--n-images", "--out", "--subset-seed", "--eps", "--steps", "--restarts",
+                   "--top-u", "--steepness", "--batch-size", "--device", "--no-cascade", "--shard",
+                   "--checks", "--no-checks"):
+        assert option in text, option
+    assert "steps=25000" in text  # defaults come from the registry
+
+
+def test_bad_input_is_one_line_error(tmp_path, capsys, data_root):
+    code = main(["evaluate", str(tmp_path / "missing.pt"), "--data-root", str(data_root),
+                 "--attacks", "fgsm", "--n-images", "4", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+    code = main(["evaluate", str(tmp_path / "missing.pt"), "--data-root", str(data_root),
+                 "--attacks", "fgsm", "--n-images", "4", "--out", str(tmp_path / "o"), "--shard", "3"])
+    assert code == 2
+
+
+@pytest.mark.slow
+def test_evaluate_shards_and_merge_on_the_original_checkpoint(tmp_path, data_root, reference_dir, monkeypatch):
+    from scfront.evaluation import cli
+
+    # Reading the 10,000 test images is the slow part: once for the four commands.
+    loaded = {}
+    real = cli._load_test_set
+    monkeypatch.setattr(cli, "_load_test_set", lambda args: loaded.setdefault("test", real(args)))
+    ckpt = reference_dir / "checkpoints" / "resnet32_natural.pt"
+    common = [str(ckpt), "--data-root", str(data_root), "--attacks", "fgsm,pgd-linf:steps=2",
+              "--n-images", "6", "--batch-size", "3", "--no-checks", "--no-progress"]
+    assert main(["evaluate", *common, "--out", str(tmp_path / "whole")]) == 0
+    assert main(["evaluate", *common, "--out", str(tmp_path / "a"), "--shard", "0/2"]) == 0
+    assert main(["evaluate", *common, "--out", str(tmp_path / "b"), "--shard", "1/2"]) == 0
+    assert main(["evaluate-merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    merged = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert whole["model"] == "resnet32_natural.pt" and whole["n_images"] == 6
+    for r in (whole, merged):
+        r.pop("clean_seconds")
+        for a in r["attacks"]:
+            a.pop("seconds")
+    assert whole == merged
+    # the subset is the contract's randperm(len(test), seed 0)[:N]
+    import torch
+
+    assert whole["indices"] == torch.randperm(10000, generator=torch.Generator().manual_seed(0))[:6].tolist()
