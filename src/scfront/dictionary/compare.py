@@ -30,12 +30,15 @@ def measure(dictionaries: Mapping[str, Dictionary], patches: torch.Tensor,
         lam: the lasso penalty of the held-out objective.
     """
     rows = []
+    values: dict[str, torch.Tensor] = {}
     for label, dictionary in dictionaries.items():
         if dictionary.dim != patches.shape[1]:
             raise InputError(f"dictionary {label!r} has atoms of dimension {dictionary.dim}, "
                              f"the held-out patches have {patches.shape[1]}")
         start = time.perf_counter()
-        objective = heldout_objective(dictionary, patches, lam)
+        per_patch: list[float] = []
+        objective = heldout_objective(dictionary, patches, lam, per_patch)
+        values[label] = torch.tensor(per_patch, dtype=torch.float64)
         coding_seconds = time.perf_counter() - start
         meta = dictionary.meta
         rows.append({
@@ -48,6 +51,17 @@ def measure(dictionaries: Mapping[str, Dictionary], patches: torch.Tensor,
             "patches_used": meta.get("patches_used", meta.get("patches_seen")),
             "lars_seconds": round(coding_seconds, 2),
         })
+    best = min(rows, key=lambda r: r["heldout"]["objective"])["label"]
+    for row in rows:
+        # Paired difference to the best dictionary on the same patches, with its standard
+        # error: the per-patch objectives vary far more than the dictionaries differ.
+        difference = values[row["label"]] - values[best]
+        row["difference_to_best"] = {
+            "best": best,
+            "mean": float(difference.mean()),
+            "standard_error": float(difference.std() / difference.numel() ** 0.5)
+            if difference.numel() > 1 else 0.0,
+        }
     return rows
 
 
@@ -96,9 +110,11 @@ def render_markdown(rows: list[dict[str, Any]], context: Mapping[str, Any]) -> s
               f"({best['heldout']['objective']:.4f})."]
     for row in rows:
         if row is not best:
-            gap = row["heldout"]["objective"] - best["heldout"]["objective"]
-            lines.append(f"  - {row['label']}: +{gap:.4f} "
-                         f"(+{100 * gap / best['heldout']['objective']:.2f} %)")
+            gap = row["difference_to_best"]
+            lines.append(f"  - {row['label']}: +{gap['mean']:.4f} "
+                         f"(+{100 * gap['mean'] / best['heldout']['objective']:.2f} %; paired "
+                         f"standard error {gap['standard_error']:.4f}, so the difference is "
+                         f"{gap['mean'] / max(gap['standard_error'], 1e-12):.0f} standard errors)")
     lines.append(f"- Lowest mutual coherence: **{least_coherent['label']}** "
                  f"({least_coherent['stats']['coherence']:.6f}); fewest flat atoms: "
                  f"**{min(rows, key=lambda r: r['stats']['flat_atoms'])['label']}**.")

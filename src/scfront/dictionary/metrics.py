@@ -72,18 +72,29 @@ class HeldOutObjective:
     n_patches: int
 
 
-def heldout_objective(dictionary: Dictionary, patches: torch.Tensor, lam: float) -> HeldOutObjective:
+def heldout_codes(dictionary: Dictionary, patches: torch.Tensor,
+                  lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact LARS codes (n, n_atoms) and per-patch objectives (n,) of ``patches``, float64."""
+    atoms = dictionary.flat().to(torch.float64)
+    x = patches.to(torch.float64)
+    codes = lars_codes(x, atoms, lam)
+    return codes, lasso_objective(x, atoms, codes, lam)
+
+
+def heldout_objective(dictionary: Dictionary, patches: torch.Tensor, lam: float,
+                      per_patch: list[float] | None = None) -> HeldOutObjective:
     """Sparse coding objective of ``dictionary`` on ``patches`` with exact (LARS) codes.
 
     Args:
         patches: (n, dim) float in [0, 1], rows in (h, w, c) order like ``dictionary.flat()``.
         lam: the lasso penalty (1.0 for the paper's CIFAR-10 dictionary, 0.5 for Imagenette).
+        per_patch: if given, receives the n per-patch objectives (for paired comparisons).
     """
-    atoms = dictionary.flat().to(torch.float64)
+    codes, values = heldout_codes(dictionary, patches, lam)
+    if per_patch is not None:
+        per_patch.extend(values.tolist())
     x = patches.to(torch.float64)
-    codes = lars_codes(x, atoms, lam)
-    values = lasso_objective(x, atoms, codes, lam)
-    residual = 0.5 * (x - codes @ atoms).pow(2).sum(1)
+    residual = 0.5 * (x - codes @ dictionary.flat().to(torch.float64)).pow(2).sum(1)
     return HeldOutObjective(
         objective=float(values.mean()),
         reconstruction=float(residual.mean()),
