@@ -1,1 +1,41 @@
-"""scfront.evaluation"""
+"""scfront.evaluation: the attack suite over a fixed subset, per-example worst case, checks, reports.
+
+- :func:`evaluate` (``scfront evaluate``): run or resume an evaluation into a folder; returns the
+  results.json object (DESIGN.md schema) once every unit is done.
+- :func:`build_suite`: attack objects from names like ``"square:queries=1000"``.
+- :class:`EvalData`: the subset (indices, uint8 images, labels); :class:`Shard`: ``i/n`` split.
+- :func:`merge` (``scfront evaluate-merge``) and :func:`finalize`: results from stored units.
+
+Names are imported lazily (PEP 562) so that ``scfront --help`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "evaluate": "scfront.evaluation.suite",
+    "build_suite": "scfront.evaluation.suite",
+    "EvalData": "scfront.evaluation.runner",
+    "Shard": "scfront.evaluation.spec",
+    "EvalSpec": "scfront.evaluation.spec",
+    "merge": "scfront.evaluation.results",
+    "finalize": "scfront.evaluation.results",
+    "run_checks": "scfront.evaluation.checks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scfront.evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
