@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +111,8 @@ def _write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / LOG_FILE, "".join(json.dumps(r) + "\n" for r in history))
 
 
-def _monitor_accuracy(model: nn.Module, images: torch.Tensor | None, labels: torch.Tensor | None,
-                      batch_size: int, ctx: D.DistContext) -> float | None:
-    if images is None or labels is None:
-        return None
+def _monitor_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                      batch_size: int, ctx: D.DistContext) -> float:
     part = D.shard(int(images.shape[0]), ctx)
     model.eval()
     try:
@@ -144,6 +143,109 @@ def train(config: RunConfig, run_dir: str | Path, data_root: str | Path | None =
         D.teardown(ctx)
 
 
+@dataclass
+class _Run:
+    """Everything one training process holds between epochs."""
+
+    config: RunConfig
+    run_dir: Path
+    ctx: D.DistContext
+    model: nn.Module  # the network (unwrapped)
+    net: nn.Module  # what the loss is computed through (DDP wrapper or the model)
+    optimizer: torch.optim.Optimizer
+    generators: dict[str, torch.Generator]  # shared by all processes
+    model_gen: torch.Generator  # this process's noise/dropout source
+    loader: Any
+    monitor: tuple[torch.Tensor, torch.Tensor] | None
+    state: TrainingState
+
+    def epoch(self, epoch: int, progress: bool) -> dict[str, Any]:
+        """Train one epoch (0-based index); returns its log record."""
+        tc, ctx, optimizer = self.config.train, self.ctx, self.optimizer
+        start_time = time.perf_counter()
+        sums = [0.0, 0.0, 0.0]  # loss · n, correct, n (this process)
+        lr = 0.0
+        steps = len(self.loader)
+        bar = tqdm(self.loader, total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch",
+                   leave=False, disable=not (progress and ctx.is_main))
+        for step, (xb, yb) in enumerate(bar):
+            lr = learning_rate(tc, epoch, step, steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            start = initial_perturbation(tc, xb, self.generators["attack"])
+            part = D.shard(int(xb.shape[0]), ctx)
+            x, y = xb[part], yb[part]
+            if tc.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss, logits = training_loss(tc, self.net, self.model, x, y,
+                                         None if start is None else start[part])
+            optimizer.zero_grad(set_to_none=True)
+            # DDP averages gradients over processes: weight each shard by its share of the batch.
+            (loss * (x.shape[0] * ctx.world_size / xb.shape[0])).backward()
+            optimizer.step()
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training diverged: loss {value} at epoch {epoch + 1}, "
+                                         f"batch {step + 1} (lr {lr:.4g})")
+            sums[0] += value * x.shape[0]
+            sums[1] += float((logits.argmax(1) == y).sum().item())
+            sums[2] += x.shape[0]
+            bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.4f}", refresh=False)
+        bar.close()
+        train_seconds = time.perf_counter() - start_time
+        loss_sum, correct, seen = D.sum_across(sums, ctx)
+        monitor = None
+        if self.monitor is not None:
+            monitor = _monitor_accuracy(self.model, *self.monitor,
+                                        self.config.evaluation.batch_size, ctx)
+        return {
+            "epoch": epoch + 1,
+            "loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "monitor_accuracy": monitor,
+            "lr": lr,
+            "seconds": time.perf_counter() - start_time,
+            "images_per_second": seen / train_seconds,
+        }
+
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        """Record a finished epoch: history, generator states of every process, files."""
+        state = self.state
+        state.history.append(record)
+        state.epoch = int(record["epoch"])
+        model_states = D.gather_objects(self.model_gen.get_state(), self.ctx)
+        state.generators = {name: g.get_state() for name, g in self.generators.items()}
+        state.generators.update({f"model.rank{r}": s for r, s in enumerate(model_states)})
+        if self.ctx.is_main:
+            save_checkpoint(self.run_dir, self.model, self.optimizer, state)
+            _write_log(self.run_dir, state.history)
+        D.barrier(self.ctx)
+
+    def finish(self, initial_dictionary: Any, train_images: int) -> dict[str, Any]:
+        """Save the model and ``summary.json`` (main process); the summary on every process."""
+        tc, path = self.config.train, self.run_dir / SUMMARY_FILE
+        if self.ctx.is_main:
+            last = self.state.history[-1] if self.state.history else {}
+            metrics = {"epochs": tc.epochs, "train_loss": last.get("loss"),
+                       "train_accuracy": last.get("train_accuracy"),
+                       "monitor_accuracy": last.get("monitor_accuracy"),
+                       "monitor_images": 0 if self.monitor is None else int(self.monitor[1].shape[0])}
+            save_model(self.model, self.run_dir, self.config, metrics,
+                       dictionary=initial_dictionary, dataset={"train_images": train_images})
+            atomic_write_json(path, {
+                **metrics,
+                "method": tc.method.value,
+                "defended": self.config.frontend.enabled,
+                "classifier": self.config.model.classifier,
+                "world_size": self.ctx.world_size,
+                "device": str(self.ctx.device),
+                "seconds": sum(r["seconds"] for r in self.state.history),
+                "history": self.state.history,
+            })
+        D.barrier(self.ctx)
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progress: bool,
            ctx: D.DistContext) -> dict[str, Any]:
     from scfront.data import batches, eval_subset_indices, load_dataset
@@ -164,12 +266,12 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
 
     root = None if DatasetName(config.data.dataset) is DatasetName.SYNTHETIC else data_root
     train_set = load_dataset(config.data, root, "train")
-    monitor_x = monitor_y = None
+    monitor = None
     if config.data.monitor_images > 0:
         test_set = load_dataset(config.data, root, "test")
         n = min(config.data.monitor_images, len(test_set))
         index = eval_subset_indices(len(test_set), n, config.data.subset_seed)
-        monitor_x, monitor_y = test_set.images[index], test_set.labels[index]
+        monitor = (test_set.images[index], test_set.labels[index])
 
     init_gen = torch.Generator().manual_seed(derive_seed(tc.seed, "init"))
     model = build_model(config, generator=init_gen)
@@ -187,8 +289,13 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
                                 weight_decay=tc.weight_decay)
 
     state = load_checkpoint(run_dir, model, optimizer)
+    summary_path = run_dir / SUMMARY_FILE
     if state is None:
         state = TrainingState(0, {}, [], ctx.world_size)
+    elif state.epoch >= tc.epochs and summary_path.is_file() and (run_dir / CARD_FILE).is_file():
+        if ctx.is_main:
+            log.info("%s is already complete (%d epochs)", run_dir, tc.epochs)
+        return json.loads(summary_path.read_text(encoding="utf-8"))
     else:
         if state.world_size != ctx.world_size:
             raise CheckpointError(f"{run_dir} was trained by {state.world_size} process(es); "
@@ -199,11 +306,6 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
             log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, tc.epochs)
             _write_log(run_dir, state.history)
 
-    summary_path = run_dir / SUMMARY_FILE
-    if state.epoch >= tc.epochs and summary_path.is_file() and (run_dir / CARD_FILE).is_file():
-        log.info("%s is already complete (%d epochs)", run_dir, tc.epochs)
-        return json.loads(summary_path.read_text(encoding="utf-8"))
-
     net: nn.Module = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -213,88 +315,18 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
     loader = batches(train_set.images, train_set.labels, tc.batch_size, shuffle=True,
                      generator=generators["data"], augment=config.data.augment, drop_last=True,
                      device=ctx.device, padding=config.data.crop_padding)
-    steps = len(loader)
-    if steps == 0:
+    if len(loader) == 0:
         raise ConfigError(f"the training set ({len(train_set)} images) is smaller than one batch "
                           f"(train.batch_size = {tc.batch_size})")
-
+    run = _Run(config, run_dir, ctx, model, net, optimizer, generators, model_gen, loader,
+               monitor, state)
     for epoch in range(state.epoch, tc.epochs):
-        start_time = time.perf_counter()
-        sums = [0.0, 0.0, 0.0]  # loss · n, correct, n (this process)
-        lr = 0.0
-        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch",
-                   leave=False, disable=not (progress and ctx.is_main))
-        for step, (xb, yb) in enumerate(bar):
-            lr = learning_rate(tc, epoch, step, steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            start = initial_perturbation(tc, xb, generators["attack"])
-            part = D.shard(int(xb.shape[0]), ctx)
-            x, y = xb[part], yb[part]
-            if tc.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss, logits = training_loss(tc, net, model, x, y,
-                                         None if start is None else start[part])
-            optimizer.zero_grad(set_to_none=True)
-            # DDP averages gradients over processes: weight each shard by its share of the batch.
-            (loss * (x.shape[0] * ctx.world_size / xb.shape[0])).backward()
-            optimizer.step()
-            value = float(loss.item())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training diverged: loss {value} at epoch {epoch + 1}, "
-                                         f"batch {step + 1} (lr {lr:.4g})")
-            sums[0] += value * x.shape[0]
-            sums[1] += float((logits.argmax(1) == y).sum().item())
-            sums[2] += x.shape[0]
-            bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.4f}", refresh=False)
-        bar.close()
-        train_seconds = time.perf_counter() - start_time
-        loss_sum, correct, seen = D.sum_across(sums, ctx)
-        monitor = _monitor_accuracy(model, monitor_x, monitor_y, config.evaluation.batch_size, ctx)
-        record = {
-            "epoch": epoch + 1,
-            "loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-            "monitor_accuracy": monitor,
-            "lr": lr,
-            "seconds": time.perf_counter() - start_time,
-            "images_per_second": seen / train_seconds,
-        }
-        state.history.append(record)
+        record = run.epoch(epoch, progress)
         if ctx.is_main:
             log.info("epoch %d/%d: loss %.4f, train acc %.2f %%, monitor acc %s, lr %.4g, %.0f s",
                      epoch + 1, tc.epochs, record["loss"], 100 * record["train_accuracy"],
-                     "-" if monitor is None else f"{100 * monitor:.2f} %", lr, record["seconds"])
-        model_states = D.gather_objects(model_gen.get_state(), ctx)
-        state.epoch = epoch + 1
-        state.generators = {name: g.get_state() for name, g in generators.items()}
-        state.generators.update({f"model.rank{r}": s for r, s in enumerate(model_states)})
-        if ctx.is_main:
-            save_checkpoint(run_dir, model, optimizer, state)
-            _write_log(run_dir, state.history)
-        D.barrier(ctx)
-
-    summary: dict[str, Any] = {}
-    if ctx.is_main:
-        last = state.history[-1] if state.history else {}
-        metrics = {"epochs": tc.epochs, "train_loss": last.get("loss"),
-                   "train_accuracy": last.get("train_accuracy"),
-                   "monitor_accuracy": last.get("monitor_accuracy"),
-                   "monitor_images": 0 if monitor_y is None else int(monitor_y.shape[0])}
-        save_model(model, run_dir, config, metrics, dictionary=initial_dictionary,
-                   dataset={"train_images": len(train_set)})
-        summary = {
-            **metrics,
-            "method": tc.method.value,
-            "defended": config.frontend.enabled,
-            "classifier": config.model.classifier,
-            "world_size": ctx.world_size,
-            "device": str(ctx.device),
-            "seconds": sum(r["seconds"] for r in state.history),
-            "history": state.history,
-        }
-        atomic_write_json(summary_path, summary)
-    D.barrier(ctx)
-    if not ctx.is_main:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    return summary
+                     "-" if record["monitor_accuracy"] is None
+                     else f"{100 * record['monitor_accuracy']:.2f} %", record["lr"],
+                     record["seconds"])
+        run.checkpoint(record)
+    return run.finish(initial_dictionary, len(train_set))
