@@ -74,6 +74,9 @@ def test_cli_show_and_bad_input(tmp_path: Path, capsys) -> None:
     (tmp_path / "bad.npz").write_bytes(b"nope")
     assert main(["dictionary", "show", str(tmp_path / "bad.npz")]) == 2
     assert "not an npz" in capsys.readouterr().err
+    assert main(["dictionary", "learn", "--out", str(tmp_path / "x.npz"), "--atoms", "0",
+                 "--data-root", str(tmp_path)]) == 2
+    assert "n_atoms must be positive" in capsys.readouterr().err
 
 
 @pytest.mark.slow

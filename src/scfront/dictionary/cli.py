@@ -100,6 +100,12 @@ def _command_line(args: argparse.Namespace, action: str) -> str:
     return " ".join(shlex.quote(w) if w != "$SCFRONT_DATA" else w for w in words)
 
 
+def _given(value: Any, default: Any) -> Any:
+    """The option's value when given (0 included, so that settings can reject it), else the
+    dataset's default."""
+    return default if value is None else value
+
+
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
         import torch
@@ -117,17 +123,17 @@ def _learn(args: argparse.Namespace) -> int:
     dataset = PatchDataset(args.dataset)
     base = DEFAULTS[dataset]
     common = {
-        "n_atoms": args.atoms or base.n_atoms,
-        "patch_size": args.patch_size or base.patch_size,
-        "stride": args.stride or base.stride,
-        "alpha": args.alpha if args.alpha is not None else base.alpha,
+        "n_atoms": _given(args.atoms, base.n_atoms),
+        "patch_size": _given(args.patch_size, base.patch_size),
+        "stride": _given(args.stride, base.stride),
+        "alpha": _given(args.alpha, base.alpha),
         "seed": args.seed,
     }
     if args.method == "faithful":
         from scfront.dictionary.faithful import FaithfulSettings, learn_faithful
 
-        settings: Any = FaithfulSettings(steps=args.steps or base.faithful_steps,
-                                         batch_size=args.batch_size or 5, **common)
+        settings: Any = FaithfulSettings(steps=_given(args.steps, base.faithful_steps),
+                                         batch_size=_given(args.batch_size, 5), **common)
         learner: Any = learn_faithful
     else:
         from scfront.dictionary.fast import FastSettings, learn_fast
@@ -177,7 +183,7 @@ def _show(args: argparse.Namespace) -> int:
         name = args.dataset or ("imagenette" if dictionary.patch_size == 8 else "cifar10")
         dataset = PatchDataset(name)
         base = DEFAULTS[dataset]
-        alpha = args.alpha if args.alpha is not None else base.alpha
+        alpha = _given(args.alpha, base.alpha)
         patches = heldout_patches(dataset, resolve_data_root(args.data_root),
                                   dictionary.patch_size, base.stride, args.n_patches, args.seed)
         result = heldout_objective(dictionary, patches, alpha)
@@ -209,8 +215,8 @@ def _compare(args: argparse.Namespace) -> int:
         raise InputError(f"dictionaries of different patch sizes {sorted(sizes)} cannot share "
                          "held-out patches")
     patch_size = sizes.pop()
-    stride = args.stride or base.stride
-    alpha = args.alpha if args.alpha is not None else base.alpha
+    stride = _given(args.stride, base.stride)
+    alpha = _given(args.alpha, base.alpha)
     patches = heldout_patches(dataset, resolve_data_root(args.data_root), patch_size, stride,
                               args.n_patches, args.seed)
     rows = measure(dictionaries, patches, alpha)
