@@ -57,7 +57,8 @@ def test_near_duplicate_count() -> None:
 
 
 def test_reference_has_265_flat_atoms(reference_dir: Path) -> None:
-    stats = dictionary_stats(load_dictionary(reference_dir / "dictionaries" / "cifar10_ps4_n500.npz"))
+    path = reference_dir / "dictionaries" / "cifar10_ps4_n500.npz"
+    stats = dictionary_stats(load_dictionary(path))
     assert stats.flat_atoms == 265
     assert stats.coherence > 0.999
 
@@ -88,5 +89,6 @@ def test_lars_is_optimal_and_fista_converges_to_it() -> None:
     support = exact.abs() > 1e-10
     assert torch.allclose(correlation[support], lam * exact[support].sign(), atol=1e-8)
     approximate = fista_codes(patches, atoms, lam, iterations=400)
-    gap = lasso_objective(patches, atoms, approximate, lam) - lasso_objective(patches, atoms, exact, lam)
+    gap = (lasso_objective(patches, atoms, approximate, lam)
+           - lasso_objective(patches, atoms, exact, lam))
     assert float(gap.max()) < 1e-6 and float(gap.min()) > -1e-8

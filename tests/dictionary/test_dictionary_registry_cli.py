@@ -14,7 +14,8 @@ from scfront.cli import main
 from scfront.dictionary.core import Dictionary
 from scfront.dictionary.npz import save_dictionary
 from scfront.dictionary.plot import atom_grid, normalised_tiles, plot_atoms
-from scfront.dictionary.registry import SHIPPED, available_dictionaries, get_dictionary, shipped_path
+from scfront.dictionary.registry import (SHIPPED, available_dictionaries, get_dictionary,
+                                         shipped_path)
 from scfront.errors import CheckpointError
 
 

@@ -89,7 +89,8 @@ def render_markdown(rows: list[dict[str, Any]], context: Mapping[str, Any]) -> s
         f"Command: `{context['command']}`",
         "",
         "| dictionary | method | atoms | objective | 0.5·residual² | L1 of code | non-zeros | "
-        "coherence | flat atoms | near-duplicates | atom L1 norms | learn wall (s) | learn CPU (s) | patches used |",
+        "coherence | flat atoms | near-duplicates | atom L1 norms | learn wall (s) | "
+        "learn CPU (s) | patches used |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:

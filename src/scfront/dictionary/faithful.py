@@ -55,7 +55,8 @@ class FaithfulSettings:
     def __post_init__(self) -> None:
         for name in ("n_atoms", "patch_size", "stride", "batch_size", "steps", "init_patches"):
             if getattr(self, name) < 1:
-                raise InputError(f"faithful learner: {name} must be positive, got {getattr(self, name)}")
+                raise InputError(
+                    f"faithful learner: {name} must be positive, got {getattr(self, name)}")
         if self.alpha <= 0:
             raise InputError(f"faithful learner: alpha must be positive, got {self.alpha}")
 

@@ -61,7 +61,8 @@ class FastSettings:
         for name in ("n_atoms", "patch_size", "stride", "batch_size", "steps",
                      "fista_iterations", "memory", "resample_every"):
             if getattr(self, name) < 1:
-                raise InputError(f"fast learner: {name} must be positive, got {getattr(self, name)}")
+                raise InputError(
+                    f"fast learner: {name} must be positive, got {getattr(self, name)}")
         if self.alpha <= 0:
             raise InputError(f"fast learner: alpha must be positive, got {self.alpha}")
 

@@ -2,7 +2,7 @@
 
 For a patch x (dim,) and a dictionary D (n_atoms, dim) with one atom per row, the code is
 
-    alpha* = argmin_a  0.5 ||x - a D||_2^2 + lam ||a||_1                     (Mairal et al. 2009, eq. 1)
+    alpha* = argmin_a  0.5 ||x - a D||_2^2 + lam ||a||_1          (Mairal et al. 2009, the loss l)
 
 with ``lam`` the ``alpha`` of scikit-learn's ``MiniBatchDictionaryLearning`` (its LARS solver
 divides the penalty by n_features because ``LassoLars`` averages the squared error over the

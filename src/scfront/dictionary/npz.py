@@ -35,7 +35,8 @@ CHANNELS = 3
 def _read_member(archive: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
     info = archive.getinfo(name)
     if info.file_size > _MAX_MEMBER_BYTES:
-        raise CheckpointError(f"{path}: {name} is {info.file_size} bytes, too large for a dictionary")
+        raise CheckpointError(
+            f"{path}: {name} is {info.file_size} bytes, too large for a dictionary")
     try:
         with archive.open(info) as handle:
             # read_array needs a seekable file for some headers; the member is small.

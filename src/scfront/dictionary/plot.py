@@ -39,7 +39,8 @@ def atom_grid(dictionary: Dictionary, columns: int | None = None) -> np.ndarray:
     tiles = normalised_tiles(dictionary).numpy()
     for index in range(n):
         r, c = divmod(index, columns)
-        grid[1 + r * (p + 1): 1 + r * (p + 1) + p, 1 + c * (p + 1): 1 + c * (p + 1) + p] = tiles[index]
+        top, left = 1 + r * (p + 1), 1 + c * (p + 1)
+        grid[top: top + p, left: left + p] = tiles[index]
     return grid
 
 
@@ -57,7 +58,8 @@ def plot_atoms(dictionary: Dictionary, path: str | Path, columns: int | None = N
     figure = Figure(figsize=(width * scale / 100.0, height * scale / 100.0 + (0.4 if title else 0)),
                     dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.add_axes((0.0, 0.0, 1.0, height * scale / (height * scale + (40 if title else 0))))
+    title_pixels = 40 if title else 0
+    axes = figure.add_axes((0.0, 0.0, 1.0, height * scale / (height * scale + title_pixels)))
     axes.imshow(grid, interpolation="nearest")
     axes.set_axis_off()
     if title:
