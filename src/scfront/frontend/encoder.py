@@ -260,7 +260,9 @@ class Encoder(nn.Module):
         with torch.no_grad():  # the gradient is routed through the kept slots only (SlotCorrelation)
             z = self._noise(F.conv2d(x, self.atoms, stride=self.stride), self.l1_norms())
         z_last = z.permute(0, 2, 3, 1)  # (B, H', W', n): one location per row
-        indices = top_indices(z_last.abs(), slots, dim=-1, boundaries=(t,))
+        # |z| written contiguous in this layout: topk along a strided axis is far slower
+        magnitude = torch.abs(z_last, out=torch.empty(z_last.shape, dtype=z.dtype, device=z.device))
+        indices = top_indices(magnitude, slots, dim=-1, boundaries=(t,))
         if needs_grad:
             values = SlotCorrelation.apply(x, self.atoms, indices, z_last, self.stride)
         else:

@@ -47,63 +47,93 @@ def _quiet_sparse() -> Iterator[None]:
         yield
 
 
-def _weight_grad(indices: torch.Tensor, values: torch.Tensor, g_cols: torch.Tensor,
-                 n_atoms: int) -> torch.Tensor:
-    """Σ over entries of values·g_cols[row] into row ``indices`` of an (n_atoms, D) matrix.
+def _kernel_rows(weight: torch.Tensor) -> list[torch.Tensor]:
+    """Per kernel row a, the (n_atoms, kw·out) matrix of weight[:, :, a, :] ordered (kw, out).
 
-    indices, values: (N, T); g_cols: (N, D). Computed as (sparse Cᵀ) @ g_cols with Cᵀ in CSR
-    (rows = atoms), which MKL multiplies without materialising the (N·T, D) products.
+    weight: (n_atoms, out, kh, kw) (transposed-conv layout). Working one kernel row at a time
+    keeps the gathered table small enough for the core's cache (the whole default decoder table
+    is 9.6 MB; one row of it 2.4 MB).
     """
-    n_loc, t = indices.shape
+    n_atoms, out_ch, kh, kw = weight.shape
+    w = weight.detach()
+    return [w[:, :, a, :].permute(0, 2, 1).reshape(n_atoms, kw * out_ch) for a in range(kh)]
+
+
+def _row_windows(g: torch.Tensor, h: int, w: int, kw: int, stride: int, a: int) -> torch.Tensor:
+    """im2col of kernel row a in channels-last: (B·H'·W', kw·C), the adjoint of the forward adds.
+
+    g: (B, H_out, W_out, C) contiguous; row (i, j) holds g[b, i·s + a, j·s + c, :] for c < kw.
+    """
+    sb, sh, sw, sc = g.stride()
+    view = g[:, a:].as_strided((g.shape[0], h, w, kw, g.shape[3]), (sb, stride * sh, stride * sw, sw, sc),
+                               g.storage_offset() + a * sh)
+    return view.reshape(g.shape[0] * h * w, kw * g.shape[3])
+
+
+def _atom_major(indices: torch.Tensor, values: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """The codes as a sparse (n_atoms, N) CSR matrix Cᵀ: entry (k, l) = Σ_s values[l, s]·[idx = k].
+
+    indices, values: (N, S). Cᵀ @ g_cols sums values·g_cols[l] into the rows of the atoms used,
+    which MKL does without materialising the (N·S, D) products.
+    """
+    n_loc, slots = indices.shape
     flat = indices.reshape(-1)
     order = torch.argsort(flat, stable=True)
     crow = torch.zeros(n_atoms + 1, dtype=torch.int64, device=flat.device)
     crow[1:] = torch.bincount(flat, minlength=n_atoms).cumsum(0)
-    cols = torch.div(order, t, rounding_mode="floor")
+    cols = torch.div(order, slots, rounding_mode="floor")
     with _quiet_sparse():
-        mat = torch.sparse_csr_tensor(crow, cols, values.reshape(-1)[order], (n_atoms, n_loc),
-                                      dtype=g_cols.dtype, device=g_cols.device)
-        return mat @ g_cols
+        return torch.sparse_csr_tensor(crow, cols, values.reshape(-1)[order], (n_atoms, n_loc),
+                                       dtype=values.dtype, device=values.device)
 
 
-def _code_grad(indices: torch.Tensor, weight_rows: torch.Tensor, g_cols: torch.Tensor) -> torch.Tensor:
-    """⟨weight_rows[indices[l, s]], g_cols[l]⟩ for every (l, s): (N, K), as a sampled matmul.
-
-    When the slots cover a large part of the atoms (BPDA identity through top-T: all of them),
-    the dense product followed by a gather is cheaper.
-    """
-    n_loc, k = indices.shape
-    if k > DENSE_CODE_GRAD_FRACTION * weight_rows.shape[0]:
-        return torch.gather(g_cols @ weight_rows.t(), 1, indices)
-    crow = torch.arange(0, n_loc * k + 1, k, dtype=torch.int64, device=indices.device)
+def _slot_pattern(indices: torch.Tensor, dtype: torch.dtype, n_atoms: int) -> torch.Tensor:
+    """CSR (N, n_atoms) with the sparsity of the slots (values unused): for sampled products."""
+    n_loc, slots = indices.shape
+    crow = torch.arange(0, n_loc * slots + 1, slots, dtype=torch.int64, device=indices.device)
     with _quiet_sparse():
-        pattern = torch.sparse_csr_tensor(crow, indices.reshape(-1),
-                                          torch.zeros(n_loc * k, dtype=g_cols.dtype, device=g_cols.device),
-                                          (n_loc, weight_rows.shape[0]))
-        out = torch.sparse.sampled_addmm(pattern, g_cols, weight_rows.t(), beta=0.0, alpha=1.0)
-    return out.values().reshape(n_loc, k)
+        return torch.sparse_csr_tensor(crow, indices.reshape(-1),
+                                       torch.zeros(n_loc * slots, dtype=dtype, device=indices.device),
+                                       (n_loc, n_atoms))
 
 
-def _overlap_add(cols: torch.Tensor, out: torch.Tensor, stride: int) -> torch.Tensor:
-    """col2im in channels-last: add window (a, c) of every location into ``out`` in place.
+def _code_grad(indices: torch.Tensor, rows: list[torch.Tensor], g: torch.Tensor, h: int, w: int,
+               kw: int, stride: int) -> torch.Tensor:
+    """⟨W[idx[l, s]], window_l(g)⟩ for every (l, s): (N, S), summed over the kernel rows.
 
-    cols: (B, H', W', kh, kw, C); out: (B, H_out, W_out, C) with H_out = (H'−1)·stride + kh.
+    A sampled matrix product per kernel row; when the slots cover a large share of the atoms
+    (BPDA identity through top-T: all of them) a dense product and a gather are cheaper.
     """
-    _, h, w, kh, kw, _ = cols.shape
+    n_loc, slots = indices.shape
+    n_atoms = rows[0].shape[0]
+    dense = slots > DENSE_CODE_GRAD_FRACTION * n_atoms
+    pattern = None if dense else _slot_pattern(indices, g.dtype, n_atoms)
+    total = None
+    for a, rows_a in enumerate(rows):
+        g_cols = _row_windows(g, h, w, kw, stride, a)
+        if dense:
+            part = torch.gather(g_cols @ rows_a.t(), 1, indices)
+        else:
+            with _quiet_sparse():
+                part = torch.sparse.sampled_addmm(pattern, g_cols, rows_a.t(), beta=0.0).values()
+            part = part.view(n_loc, slots)
+        total = part if total is None else total.add_(part)
+    assert total is not None
+    return total
+
+
+def _weight_grad(indices: torch.Tensor, values: torch.Tensor, g: torch.Tensor, h: int, w: int,
+                 kh: int, kw: int, stride: int, n_atoms: int) -> torch.Tensor:
+    """∂W (n_atoms, C, kh, kw) of ``Σ_slots values·W[indices]`` overlap-added, given the output
+    gradient g (B, H_out, W_out, C) contiguous; indices, values: (N, S)."""
+    mat = _atom_major(indices, values, n_atoms)
+    out_ch = g.shape[3]
+    grad = g.new_empty(n_atoms, out_ch, kh, kw)
     for a in range(kh):
-        for c in range(kw):
-            out[:, a:a + stride * (h - 1) + 1:stride, c:c + stride * (w - 1) + 1:stride, :] += cols[:, :, :, a, c, :]
-    return out
-
-
-def _windows(grad: torch.Tensor, h: int, w: int, kh: int, kw: int, stride: int) -> torch.Tensor:
-    """im2col in channels-last, the adjoint of :func:`_overlap_add`: (B, H', W', kh, kw, C) view.
-
-    grad: (B, H_out, W_out, C) contiguous.
-    """
-    sb, sh, sw, sc = grad.stride()
-    return grad.as_strided((grad.shape[0], h, w, kh, kw, grad.shape[3]),
-                           (sb, stride * sh, stride * sw, sh, sw, sc))
+        with _quiet_sparse():
+            rows = mat @ _row_windows(g, h, w, kw, stride, a)
+        grad[:, :, a, :] = rows.view(n_atoms, kw, out_ch).permute(0, 2, 1)
+    return grad
 
 
 def _slots_transposed(values: torch.Tensor, indices: torch.Tensor, weight: torch.Tensor,
@@ -111,19 +141,23 @@ def _slots_transposed(values: torch.Tensor, indices: torch.Tensor, weight: torch
     """Σ_slots values·weight[indices] overlap-added: (B, H_out, W_out, out) channels-last.
 
     values, indices: (B, H', W', S); weight: (n_atoms, out, k, k) (transposed-conv layout).
+    Per kernel row a: an embedding bag gives each location's (kw, out) window row, which is
+    added in place into the output rows i·stride + a (col2im in channels-last).
     """
     b, h, w, slots = values.shape
     n_atoms, out_ch, kh, kw = weight.shape
-    # one row per atom, ordered (kh, kw, out) so that a window is channels-last
-    rows = weight.detach().permute(0, 2, 3, 1).reshape(n_atoms, kh * kw * out_ch)
-    cols = F.embedding_bag(indices.reshape(-1, slots), rows,
-                           per_sample_weights=values.detach().reshape(-1, slots), mode="sum")
     size = ((h - 1) * stride + kh, (w - 1) * stride + kw)
     if bias is None:
-        out = cols.new_zeros(b, size[0], size[1], out_ch)
+        out = values.new_zeros(b, size[0], size[1], out_ch)
     else:
         out = bias.detach().view(1, 1, 1, out_ch).expand(b, size[0], size[1], out_ch).clone()
-    return _overlap_add(cols.view(b, h, w, kh, kw, out_ch), out, stride)
+    idx = indices.reshape(-1, slots)
+    weights = values.detach().reshape(-1, slots)
+    for a, rows_a in enumerate(_kernel_rows(weight)):
+        window = F.embedding_bag(idx, rows_a, per_sample_weights=weights, mode="sum").view(b, h, w, kw, out_ch)
+        for c in range(kw):
+            out[:, a:a + stride * (h - 1) + 1:stride, c:c + stride * (w - 1) + 1:stride, :] += window[:, :, :, c, :]
+    return out
 
 
 class SparseConvTranspose(torch.autograd.Function):
@@ -148,20 +182,17 @@ class SparseConvTranspose(torch.autograd.Function):
         values, indices, weight = ctx.saved_tensors
         stride, n_active, has_bias = ctx.geometry
         b, h, w, k_slots = values.shape
-        n_atoms, out_ch, kh, kw = weight.shape
+        n_atoms, _, kh, kw = weight.shape
         need_values, _, need_weight, need_bias, _, _ = ctx.needs_input_grad
         grad_values = grad_weight = grad_bias = None
         g = grad.permute(0, 2, 3, 1).contiguous()  # no copy when grad is channels-last
-        if need_values or need_weight:
-            g_cols = _windows(g, h, w, kh, kw, stride).reshape(b * h * w, kh * kw * out_ch)
-            if need_weight:
-                grad_rows = _weight_grad(indices[..., :n_active].reshape(-1, n_active),
-                                         values[..., :n_active].reshape(-1, n_active).detach(),
-                                         g_cols, n_atoms)
-                grad_weight = grad_rows.view(n_atoms, kh, kw, out_ch).permute(0, 3, 1, 2).contiguous()
-            if need_values:
-                rows = weight.detach().permute(0, 2, 3, 1).reshape(n_atoms, -1)
-                grad_values = _code_grad(indices.reshape(-1, k_slots), rows, g_cols).view_as(values)
+        if need_weight:
+            grad_weight = _weight_grad(indices[..., :n_active].reshape(-1, n_active),
+                                       values[..., :n_active].reshape(-1, n_active).detach(),
+                                       g, h, w, kh, kw, stride, n_atoms)
+        if need_values:
+            grad_values = _code_grad(indices.reshape(-1, k_slots), _kernel_rows(weight), g, h, w, kw,
+                                     stride).view_as(values)
         if has_bias and need_bias:
             grad_bias = g.sum(dim=(0, 1, 2))
         return grad_values, None, grad_weight, grad_bias, None, None
@@ -189,7 +220,7 @@ class SlotCorrelation(torch.autograd.Function):
         stride = ctx.stride
         need_x, need_atoms = ctx.needs_input_grad[:2]
         b, h, w, slots = grad.shape
-        n_atoms, channels, p, _ = atoms.shape
+        n_atoms, _, p, _ = atoms.shape
         grad_x = grad_atoms = None
         if need_x:
             if slots > DENSE_CODE_GRAD_FRACTION * n_atoms:
@@ -202,9 +233,8 @@ class SlotCorrelation(torch.autograd.Function):
             grad_x = F.pad(covered, (0, x.shape[3] - covered.shape[3], 0, x.shape[2] - covered.shape[2]))
         if need_atoms:
             image = x.detach().permute(0, 2, 3, 1).contiguous()
-            patches = _windows(image, h, w, p, p, stride).reshape(b * h * w, p * p * channels)
-            grad_rows = _weight_grad(indices.reshape(-1, slots), grad.reshape(-1, slots), patches, n_atoms)
-            grad_atoms = grad_rows.view(n_atoms, p, p, channels).permute(0, 3, 1, 2).contiguous()
+            grad_atoms = _weight_grad(indices.reshape(-1, slots), grad.reshape(-1, slots), image,
+                                      h, w, p, p, stride, n_atoms)
         return grad_x, grad_atoms, None, None, None
 
 
