@@ -71,3 +71,19 @@ def test_attach_generator_reaches_random_layers() -> None:
     gen = torch.Generator()
     assert attach_generator(model, gen) == 1
     assert model.stem_dropout.generator is gen
+
+
+def test_defense_with_learnable_noisy_frontend(tmp_path: Path) -> None:
+    from scfront.dictionary import get_dictionary
+
+    config = tiny_config("defense", ("train.epochs=1", "frontend.learnable_dictionary=true",
+                                     "frontend.noise_gamma_train=100.0"))
+    run = tmp_path / "defense"
+    train(config, run, progress=False)
+    card = json.loads((run / "model_card.json").read_text())
+    named = get_dictionary("cifar10")
+    # The card names the dictionary the run started from; the weights carry the learned atoms.
+    assert card["dictionary"]["sha256"] == named.sha256() and card["dictionary"]["learnable"]
+    model = scfront.load(run)
+    assert not torch.equal(model.encoder.atoms.detach(), named.atoms)
+    assert model(torch.rand(2, 3, 16, 16)).shape == (2, 10)
