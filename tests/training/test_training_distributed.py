@@ -16,7 +16,7 @@ from scfront.models.registry import _REGISTRY
 from scfront.training.distributed import DistContext, shard
 from scfront.training.loop import train
 
-from conftest import TINY  # type: ignore[import-not-found]
+from tiny_run import TINY  # type: ignore[import-not-found]
 
 # A network without BatchNorm: each example's loss and attack are then independent of how the
 # batch is split, so two processes must reproduce one process up to float summation order.

@@ -10,11 +10,12 @@ import torch
 
 import scfront
 from scfront.cli import main as cli_main
+from scfront.config import dumps_config
 from scfront.errors import ConfigError
-from scfront.training.loop import LOG_FILE, SUMMARY_FILE, attach_generator, train
 from scfront.models import create_model
+from scfront.training.loop import LOG_FILE, SUMMARY_FILE, attach_generator, train
 
-from conftest import tiny_config  # type: ignore[import-not-found]
+from tiny_run import TINY, tiny_config  # type: ignore[import-not-found]
 
 
 def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path: Path) -> None:
@@ -35,10 +36,10 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(tmp_path: Path) -> N
     assert train(config, run, progress=False) == summary
 
 
-def test_cli_trains_pgd_at(tmp_path: Path, tiny_overrides: list[str], capsys) -> None:
+def test_cli_trains_pgd_at(tmp_path: Path, capsys) -> None:
     args = ["train", "--preset", "smoke", "--recipe", "pgd_at", "--out", str(tmp_path / "pgd"),
             "--no-progress"]
-    for item in [*tiny_overrides, "train.attack_steps=1", "train.epochs=1"]:
+    for item in [*TINY, "train.attack_steps=1", "train.epochs=1"]:
         args += ["--set", item]
     assert cli_main(args) == 0
     assert "pgd_at" in capsys.readouterr().out
@@ -49,8 +50,7 @@ def test_cli_trains_pgd_at(tmp_path: Path, tiny_overrides: list[str], capsys) ->
 def test_refuses_a_run_folder_of_another_configuration(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.toml").write_text(
-        __import__("scfront.config", fromlist=["dumps_config"]).dumps_config(tiny_config()))
+    (run / "config.toml").write_text(dumps_config(tiny_config()))
     with pytest.raises(ConfigError, match=r"another configuration \(train.lr_max: 0.05 -> 0.07"):
         train(tiny_config(extra=("train.lr_max=0.07",)), run, progress=False)
     other = tmp_path / "other"

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from scfront.config import load_preset
 from scfront.training.loop import train
 
-from conftest import TINY  # type: ignore[import-not-found]
+from tiny_run import TINY  # type: ignore[import-not-found]
 
 # Every source of randomness is exercised: data order and augmentation, PGD random starts, and a
 # classifier with always-on dropout (the model's own generator).

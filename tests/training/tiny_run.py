@@ -1,8 +1,7 @@
-"""A tiny, fast training configuration shared by the training tests."""
+"""A tiny, fast training configuration shared by the training tests (a helper module, not
+collected: its name does not start with ``test_``)."""
 
 from __future__ import annotations
-
-import pytest
 
 from scfront.config import RunConfig, load_preset
 
@@ -12,11 +11,6 @@ TINY = [
     "data.monitor_images=64", "train.batch_size=32", "train.epochs=2", "train.num_threads=1",
     "evaluation.batch_size=64",
 ]
-
-
-@pytest.fixture
-def tiny_overrides() -> list[str]:
-    return list(TINY)
 
 
 def tiny_config(recipe: str = "natural", extra: tuple[str, ...] = ()) -> RunConfig:
