@@ -27,7 +27,6 @@ COMMAND_MODULES = (
     "scfront.dictionary.cli",
     "scfront.training.cli",
     "scfront.evaluation.cli",
-    "scfront.reproduction.cli",
 )
 
 log = logging.getLogger("scfront")
@@ -100,13 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
-                raise
-            continue  # a stage whose commands are not part of this build
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
