@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "scfront.dictionary.cli",
     "scfront.training.cli",
     "scfront.evaluation.cli",
+    "scfront.reproduction.cli",
 )
 
 log = logging.getLogger("scfront")

@@ -1,0 +1,1 @@
+"""scfront.reproduction"""

@@ -1,0 +1,77 @@
+"""The figures of the Table 1 report, computed from the evaluated models and folders.
+
+- accuracy vs ε for each norm and model (:mod:`.sweep`, resumable);
+- example attacks: the stored PGD-Linf adversarials of the defense (else the first model run);
+- the dictionary atoms of the defense's configuration;
+- the BPDA surrogate of the activation at the defense's threshold;
+- the loss landscape around the first subset image for every model run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from scfront.config import RunConfig
+from scfront.reproduction import plots
+from scfront.reproduction.columns import Table1Plan
+from scfront.reproduction.sweep import accuracy_sweep
+
+log = logging.getLogger(__name__)
+
+N_EXAMPLES = 4
+
+
+def _example_figure(models: Mapping[str, nn.Module], out: Path, plots_dir: Path) -> Path | None:
+    from scfront.attacks.base import predict
+    from scfront.attacks.blackbox.stored import load_adversarials
+
+    name = "defense" if "defense" in models else next(iter(models))
+    stored = load_adversarials(out / "eval" / name / "pgd-linf" / "adversarials.safetensors")
+    attack = stored.attack("pgd-linf")
+    if attack.positions.numel() == 0:
+        return None
+    # broken images first: they show what a successful perturbation looks like
+    order = torch.argsort(attack.success.to(torch.int8), descending=True, stable=True)[:N_EXAMPLES]
+    positions = attack.positions[order]
+    clean = stored.clean[positions].float() / 255.0 if stored.clean.dtype == torch.uint8 else stored.clean[positions]
+    adversarial = attack.x_adv[order]
+    adv_pred = predict(models[name], adversarial)
+    return plots.plot_examples(clean, adversarial, stored.labels[positions], stored.clean_pred[positions], adv_pred,
+                               plots_dir / f"examples_{name}.png", title=f"PGD-Linf 8/255 on {name}")
+
+
+def table1_figures(models: Mapping[str, nn.Module], data: Any, plan: Table1Plan, out: Path,
+                   defense: RunConfig, device: str, seed: int) -> dict[str, Path]:
+    """Draw every figure into ``out/plots``; returns {title: path} in report order."""
+    from scfront.dictionary import get_dictionary, plot_atoms
+
+    plots_dir = out / "plots"
+    figures: dict[str, Path] = {}
+    if models:
+        n = min(plan.budget.sweep_images, int(data.labels.shape[0]))
+        x, y = data.batch(slice(0, n), torch.device(device))
+        sweeps = {name: accuracy_sweep(model, x, y, out / "sweeps" / name, steps=plan.evaluation.steps,
+                                       seed=seed, batch_size=plan.evaluation.batch_size)
+                  for name, model in models.items()}
+        figures["Accuracy vs ε (PGD, step ε/8)"] = plots.plot_accuracy_vs_eps(sweeps, plots_dir / "accuracy_vs_eps.png")
+        example = _example_figure(models, out, plots_dir)
+        if example is not None:
+            figures["Example attacks"] = example
+    dictionary = get_dictionary(defense.frontend.dictionary)
+    figures["Dictionary atoms"] = plot_atoms(dictionary, plots_dir / "atoms.png",
+                                             title=f"dictionary {defense.frontend.dictionary!r}")
+    jump = defense.frontend.beta * defense.frontend.assumed_eps
+    figures["BPDA surrogate of the activation"] = plots.plot_bpda_surrogate(plots_dir / "bpda_surrogate.png", jump=jump)
+    x0, y0 = data.batch(slice(0, 1), torch.device(device))
+    eps = 8.0 / 255.0
+    for name, model in models.items():
+        gen = torch.Generator().manual_seed(seed)
+        landscape = plots.loss_landscape(model, x0, y0, eps, size=11 if plan.preset == "smoke" else 21, generator=gen)
+        figures[f"Loss landscape ({name})"] = plots.plot_loss_landscape(
+            landscape, plots_dir / f"loss_landscape_{name}.png", eps, title=f"{name}, first subset image")
+    return figures

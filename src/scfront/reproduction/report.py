@@ -1,0 +1,139 @@
+"""Table 1 from the evaluation folders: per-model results.json, table1.json and report.md.
+
+Everything here reads files only (``rows.json`` and results.json files), never a model, so the
+table can be rebuilt at any time with the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from scfront.errors import ConfigError
+from scfront.io import atomic_write_json, atomic_write_text
+from scfront.reproduction.rows import ROW_TITLES
+
+RESULTS_FILE = "results.json"
+TABLE_FILE = "table1.json"
+REPORT_FILE = "report.md"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist (run `scfront reproduce table1` to produce it)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def merge_row_results(row_dir: Path, column_keys: Sequence[str]) -> dict[str, Any]:
+    """One results.json (DESIGN.md schema) for a model from its column evaluations.
+
+    ``attacks`` lists every attack of every column (each with its ``column``); the worst case
+    counts an image as robust only if it is robust in every column's evaluation.
+    """
+    columns = {key: _read_json(row_dir / key / RESULTS_FILE) for key in column_keys}
+    first = columns[column_keys[0]]
+    robust = [b == -1 for b in first["broken_by"]]
+    attacks = []
+    summary: dict[str, Any] = {}
+    for key, res in columns.items():
+        if res["indices"] != first["indices"]:
+            raise ConfigError(f"{row_dir / key} was evaluated on other images than {row_dir / column_keys[0]}")
+        robust = [r and b == -1 for r, b in zip(robust, res["broken_by"])]
+        attacks += [{**a, "column": key} for a in res["attacks"]]
+        medians = [a["unconstrained"]["median_norm"] for a in res["attacks"] if "unconstrained" in a]
+        summary[key] = {"accuracy": res["worst_case_accuracy"],
+                        "median_norm": medians[0] if medians else None,
+                        "seconds": sum(a["seconds"] for a in res["attacks"])}
+    n = first["n_images"]
+    merged = {
+        "model": first["model"], "dataset": first["dataset"], "n_images": n,
+        "subset_seed": first["subset_seed"], "clean_accuracy": first["clean_accuracy"],
+        "attacks": attacks, "worst_case_accuracy": sum(robust) / n if n else 0.0,
+        "checks": first["checks"], "columns": summary, "indices": first["indices"],
+        "robust": robust,
+    }
+    atomic_write_json(row_dir / RESULTS_FILE, merged)
+    return merged
+
+
+def build_table(out_dir: Path) -> dict[str, Any]:
+    """table1.json from ``rows.json`` and ``eval/<row>/results.json``."""
+    meta = _read_json(out_dir / "rows.json")
+    rows = []
+    for record in meta["rows"]:
+        row: dict[str, Any] = {"name": record["name"], "title": ROW_TITLES[record["name"]],
+                               "source": record["kind"], "path": record["path"]}
+        if record["kind"] == "not_run":
+            row["reason"] = record["reason"]
+        else:
+            res = _read_json(out_dir / "eval" / record["name"] / RESULTS_FILE)
+            row.update(clean=res["clean_accuracy"], worst_case=res["worst_case_accuracy"],
+                       columns=res["columns"], checks=res["checks"])
+        rows.append(row)
+    table = {"preset": meta["preset"], "plan": meta["plan"], "rows": rows}
+    atomic_write_json(out_dir / TABLE_FILE, table)
+    return table
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def render_table(table: Mapping[str, Any]) -> list[str]:
+    """The Markdown table: rows = models, columns = clean, each attack column, worst case."""
+    columns = table["plan"]["columns"]
+    header = ["model", "clean"] + [c["title"] for c in columns] + ["worst case"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table["rows"]:
+        if "reason" in row:
+            lines.append("| " + " | ".join([row["title"]] + ["not run"] * (len(header) - 1)) + " |")
+            continue
+        cells = [row["title"], _pct(row["clean"])]
+        for c in columns:
+            entry = row["columns"][c["key"]]
+            cell = _pct(entry["accuracy"])
+            if c["median_norm"]:
+                median = entry["median_norm"]
+                cell += f" (median L2 {median:.3g})" if median is not None else " (median L2 –)"
+            cells.append(cell)
+        cells.append(_pct(row["worst_case"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(out_dir: Path, table: Mapping[str, Any], figures: Mapping[str, Path]) -> Path:
+    """report.md: the table, what was not run and why, the attack settings, checks and plots."""
+    plan = table["plan"]
+    lines = [f"# Table 1 reproduction (preset `{table['preset']}`)", "",
+             f"CIFAR-10 test subset of {plan['n_images']} images (subset seed {plan['subset_seed']}); "
+             f"PGD family: {plan['steps']} steps, {plan['restarts']} restart(s) (worst case per example). "
+             "Accuracies in %. Each attack column is its own evaluation (AutoAttack cascade inside "
+             "the column); the worst case counts an image as robust only if no column broke it.", ""]
+    lines += render_table(table)
+    not_run = [r for r in table["rows"] if "reason" in r]
+    if not_run:
+        lines += ["", "## Rows not run", ""] + [f"- {r['title']}: {r['reason']}" for r in not_run]
+    lines += ["", "## Models", ""]
+    for r in table["rows"]:
+        if "reason" not in r:
+            lines.append(f"- {r['title']}: {r['source']} `{r['path']}` "
+                         f"(details: [eval/{r['name']}/results.json](eval/{r['name']}/results.json))")
+    lines += ["", "## Columns (attack, parameters)", ""]
+    for c in plan["columns"]:
+        extra = " + the preset's steps and restarts" if c["pgd_budget"] else ""
+        lines.append(f"- {c['title']}: " + ", ".join(f"`{a}`" for a in c["attacks"]) + extra)
+    lines.append(f"- budgets of this preset: {', '.join(f'{k}={v}' for k, v in plan['budget'].items())}")
+    checked = [r for r in table["rows"] if r.get("checks")]
+    if checked:
+        lines += ["", "## Gradient-masking checks (with the PGD-Linf column)", "",
+                  "| model | check | passed | detail |", "|---|---|---|---|"]
+        for r in checked:
+            for name, check in r["checks"].items():
+                lines.append(f"| {r['title']} | {name} | {'yes' if check['passed'] else '**NO**'} | {check['detail']} |")
+    if figures:
+        lines += ["", "## Figures", ""]
+        for title, path in figures.items():
+            rel = Path(path).relative_to(out_dir).as_posix()
+            lines += [f"### {title}", "", f"![{title}]({rel})", ""]
+    return atomic_write_text(out_dir / REPORT_FILE, "\n".join(lines) + "\n")

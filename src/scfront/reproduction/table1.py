@@ -1,0 +1,159 @@
+"""``scfront reproduce table1``: obtain the four models, evaluate every column, plot, report.
+
+Output folder::
+
+    rows.json                     where each row's model came from (or why it was not run)
+    models/<row>/                 run folders of the models trained here (resumable)
+    eval/<row>/<column>/          one scfront evaluation per column (resumable, own results.json)
+    eval/<row>/results.json       the model's results (DESIGN.md schema) merged from its columns
+    sweeps/<row>/sweep.json       accuracy vs ε
+    plots/*.png, table1.json, report.md
+
+Rerunning the same command resumes: trained runs, finished evaluation units and sweep points
+are kept. The table (:mod:`.report`) is built only from ``rows.json`` and the results.json files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from scfront.config import RunConfig, load_preset
+from scfront.errors import ConfigError
+from scfront.io import atomic_write_json
+from scfront.reproduction.columns import Table1Plan, table1_plan
+from scfront.reproduction.rows import ROWS, RowSource, resolve_rows
+
+log = logging.getLogger(__name__)
+
+ROWS_FILE = "rows.json"
+
+
+@dataclass(frozen=True)
+class Table1Settings:
+    """Arguments of :func:`run_table1`.
+
+    Attributes:
+        preset: "smoke", "cpu" or "paper". overrides: ``section.key=value`` applied to every
+            recipe's config (e.g. ``evaluation.n_images=8``).
+        reuse: {row: saved model folder or original ``.pt``}; pgd_at_checkpoint: original PGD-AT.
+        rows: which rows to produce (default all four).
+    """
+
+    preset: str
+    data_root: Path
+    out_dir: Path
+    reuse: dict[str, Path] = dataclasses.field(default_factory=dict)
+    pgd_at_checkpoint: Path | None = None
+    rows: tuple[str, ...] = ROWS
+    overrides: tuple[str, ...] = ()
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True
+
+
+def recipe_config(settings: Table1Settings, recipe: str) -> RunConfig:
+    config = load_preset(settings.preset, "cifar10", settings.overrides, recipe=recipe)
+    return config.replace({"train.device": settings.device})
+
+
+def obtain_model(source: RowSource, settings: Table1Settings) -> nn.Module:
+    """The row's model (eval mode): loaded, imported, or trained (resumed) into ``source.path``."""
+    from scfront.attacks.blackbox.transfer import load_model_file
+
+    if source.kind in ("reuse", "checkpoint"):
+        assert source.path is not None
+        log.info("%s: reusing %s", source.name, source.path)
+        return load_model_file(source.path)
+    if source.kind == "train":
+        from scfront.training.loop import train
+
+        assert source.path is not None
+        log.info("%s: training into %s", source.name, source.path)
+        train(recipe_config(settings, source.name), source.path, settings.data_root, progress=settings.progress)
+        return load_model_file(source.path)
+    raise ConfigError(f"row {source.name} is not run: {source.reason}")
+
+
+def evaluate_row(model: nn.Module, name: str, data: Any, plan: Table1Plan, test_images: torch.Tensor,
+                 out_dir: Path, settings: Table1Settings) -> None:
+    """One evaluation per column into ``out_dir/<column>``; gradient-masking checks with the first."""
+    from scfront.attacks.blackbox.starts import StartPool
+    from scfront.evaluation import build_suite, evaluate
+
+    pool_images = test_images if plan.budget.start_pool is None else test_images[: plan.budget.start_pool]
+    pool = StartPool(pool_images)
+    n = int(data.labels.shape[0])
+    for i, column in enumerate(plan.columns):
+        attacks = build_suite(column.attacks, plan.suite_overrides(column), pool=pool)
+        results = evaluate(model, data, attacks, out_dir / column.key, model_name=name, subset_seed=plan.evaluation.subset_seed,
+                           seed=settings.seed, batch_size=plan.evaluation.batch_size, cascade=True,
+                           checks=i == 0, check_images=min(n, 100), device=settings.device,
+                           progress=settings.progress)
+        if results is None:  # pragma: no cover - only with shards, which this command does not use
+            raise ConfigError(f"evaluation of {name}/{column.key} did not complete")
+
+
+def _row_record(source: RowSource) -> dict[str, Any]:
+    return {"name": source.name, "kind": source.kind, "path": None if source.path is None else str(source.path),
+            "reason": source.reason}
+
+
+def run_table1(settings: Table1Settings) -> dict[str, Any]:
+    """Produce Table 1 into ``settings.out_dir``; returns the table (see :func:`.report.build_table`)."""
+    from scfront.data import eval_subset_indices, load_dataset
+    from scfront.evaluation import EvalData
+    from scfront.reproduction.figures import table1_figures
+    from scfront.reproduction.report import build_table, merge_row_results, write_report
+
+    out = settings.out_dir
+    defense = recipe_config(settings, "defense")
+    plan = table1_plan(settings.preset, defense.evaluation)
+    sources = resolve_rows(settings.preset, settings.rows, settings.reuse, settings.pgd_at_checkpoint,
+                           out / "models")
+    test = load_dataset(defense.data, settings.data_root, "test")
+    index = eval_subset_indices(len(test), plan.evaluation.n_images, plan.evaluation.subset_seed)
+    data = EvalData(index, test.images[index], test.labels[index])
+    atomic_write_json(out / ROWS_FILE, {"preset": settings.preset, "plan": _plan_record(plan),
+                                        "rows": [_row_record(s) for s in sources]})
+    models: dict[str, nn.Module] = {}
+    for source in sources:
+        if source.kind == "not_run":
+            log.info("%s: %s", source.name, source.reason)
+            continue
+        model = obtain_model(source, settings).to(settings.device).eval()
+        evaluate_row(model, source.name, data, plan, test.images, out / "eval" / source.name, settings)
+        merge_row_results(out / "eval" / source.name, [c.key for c in plan.columns])
+        models[source.name] = model
+    figures = table1_figures(models, data, plan, out, defense, settings.device, settings.seed)
+    table = build_table(out)
+    write_report(out, table, figures)
+    return table
+
+
+def _plan_record(plan: Table1Plan) -> dict[str, Any]:
+    return {"n_images": plan.evaluation.n_images, "subset_seed": plan.evaluation.subset_seed,
+            "restarts": plan.evaluation.restarts, "steps": plan.evaluation.steps,
+            "budget": dataclasses.asdict(plan.budget),
+            "columns": [{"key": c.key, "title": c.title, "attacks": list(c.attacks),
+                         "pgd_budget": c.pgd_budget, "median_norm": c.median_norm} for c in plan.columns]}
+
+
+def parse_rows(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ROWS
+    rows = tuple(r.strip() for r in text.split(",") if r.strip())
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown or not rows:
+        raise ConfigError(f"--rows takes a comma-separated subset of {', '.join(ROWS)}; got {text!r}")
+    return rows
+
+
+def row_names(sources: Sequence[RowSource]) -> list[str]:
+    return [s.name for s in sources]
