@@ -162,7 +162,7 @@ def plot_loss_landscape(landscape: Mapping[str, np.ndarray], path: str | Path, e
     grid_a, grid_b = np.meshgrid(a, b, indexing="ij")
     surface.plot_surface(grid_a, grid_b, loss, cmap="viridis")
     surface.set_xlabel("gradient sign (/255)")
-    surface.set_ylabel("random ⟂ (/255)")
+    surface.set_ylabel("random orth. (/255)")
     surface.set_zlabel("cross-entropy")
     contour = figure.add_subplot(1, 2, 2)
     filled = contour.contourf(grid_a, grid_b, loss, levels=20, cmap="viridis")

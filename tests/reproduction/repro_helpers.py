@@ -1,0 +1,30 @@
+"""Tiny saved models for the reproduction tests (untrained, seeded: the commands' plumbing is
+what is tested, not accuracy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from scfront.config import load_preset
+from scfront.models import build_model, save_model
+
+
+def save_tiny_model(run_dir: Path, recipe: str = "natural") -> Path:
+    """A smoke-preset model of ``recipe`` with seeded initial weights, saved into ``run_dir``."""
+    config = load_preset("smoke", "cifar10", recipe=recipe)
+    model = build_model(config, generator=torch.Generator().manual_seed(0))
+    save_model(model.eval(), run_dir, config)
+    return run_dir
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two threads spin against other jobs and run
+    the attacks many times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

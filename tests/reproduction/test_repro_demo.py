@@ -1,0 +1,52 @@
+"""`scfront demo` on a tiny saved model, and its error when no model is available."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from repro_helpers import one_thread, save_tiny_model  # type: ignore[import-not-found]  # noqa: F401
+
+from scfront.cli import main
+from scfront.models import list_pretrained
+from scfront.reproduction.demo import DEMO_ATTACKS, DemoSettings, run_demo
+from scfront.reproduction.sample import load_sample
+
+
+def test_demo_with_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir = save_tiny_model(tmp_path / "tiny")
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(model_dir), "--out", str(out), "--n-images", "4", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"] == "tiny" and results["n_images"] == 4
+    assert [a["name"] for a in results["attacks"]] == ["pgd-linf", "apgd-ce"]
+    assert results["attacks"][0]["params"]["steps"] == 40
+    # the cascade: accuracy never rises along the attacks, and the worst case is the last one
+    accs = [results["clean_accuracy"]] + [a["robust_accuracy"] for a in results["attacks"]]
+    assert all(b <= a for a, b in zip(accs, accs[1:]))
+    assert results["worst_case_accuracy"] == accs[-1]
+    sample = load_sample()
+    assert results["indices"] == sample.indices[:4].tolist()
+    assert "clean" in printed and "apgd-ce" in printed and str(out / "report.md") in printed
+    assert (out / "report.md").is_file()
+    assert len(DEMO_ATTACKS) == 2
+
+
+def test_demo_without_shipped_model_says_how_to_pass_one(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    if "cifar10_cpu" in list_pretrained():
+        pytest.skip("the shipped model exists in this installation")
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--model" in err[0]
+
+
+def test_demo_rejects_bad_input(tmp_path: Path) -> None:
+    from scfront.errors import ScfrontError
+
+    with pytest.raises(ScfrontError, match="neither a saved model"):
+        run_demo(DemoSettings(model=str(tmp_path / "absent"), out_dir=tmp_path / "o"))
+    with pytest.raises(ScfrontError, match="n-images"):
+        run_demo(DemoSettings(model=str(tmp_path), out_dir=tmp_path / "o", n_images=1000))
