@@ -1,7 +1,7 @@
 """The figures of the Table 1 report, computed from the evaluated models and folders.
 
 - accuracy vs ε for each norm and model (:mod:`.sweep`, resumable);
-- example attacks: the stored PGD-Linf adversarials of the defense (else the first model run);
+- example attacks: PGD-Linf (the table's column) on the first images, defense preferred;
 - the dictionary atoms of the defense's configuration;
 - the BPDA surrogate of the activation at the defense's threshold;
 - the loss landscape around the first subset image for every model run.
@@ -26,22 +26,23 @@ log = logging.getLogger(__name__)
 N_EXAMPLES = 4
 
 
-def _example_figure(models: Mapping[str, nn.Module], out: Path, plots_dir: Path) -> Path | None:
+def _example_figure(models: Mapping[str, nn.Module], data: Any, plan: Table1Plan, plots_dir: Path,
+                    device: str, seed: int) -> Path:
+    """PGD-Linf of the table's column on the first subset images of the defense (else the first
+    model): attacked afresh rather than read from the evaluation, which only attacks correctly
+    classified images (an undertrained model may have none)."""
     from scfront.attacks.base import predict
-    from scfront.attacks.blackbox.stored import load_adversarials
+    from scfront.evaluation import build_suite
+    from scfront.evaluation.spec import unit_generator
 
     name = "defense" if "defense" in models else next(iter(models))
-    stored = load_adversarials(out / "eval" / name / "pgd-linf" / "adversarials.safetensors")
-    attack = stored.attack("pgd-linf")
-    if attack.positions.numel() == 0:
-        return None
-    # broken images first: they show what a successful perturbation looks like
-    order = torch.argsort(attack.success.to(torch.int8), descending=True, stable=True)[:N_EXAMPLES]
-    positions = attack.positions[order]
-    clean = stored.clean[positions].float() / 255.0 if stored.clean.dtype == torch.uint8 else stored.clean[positions]
-    adversarial = attack.x_adv[order]
-    adv_pred = predict(models[name], adversarial)
-    return plots.plot_examples(clean, adversarial, stored.labels[positions], stored.clean_pred[positions], adv_pred,
+    column = next(c for c in plan.columns if c.key == "pgd-linf")
+    (attack,) = build_suite(column.attacks, plan.suite_overrides(column))
+    n = min(N_EXAMPLES, int(data.labels.shape[0]))
+    x, y = data.batch(slice(0, n), torch.device(device))
+    model = models[name]
+    result = attack(model, x, y, generator=unit_generator(seed, "examples", name, device=device))
+    return plots.plot_examples(x, result.x_adv, y, predict(model, x), predict(model, result.x_adv),
                                plots_dir / f"examples_{name}.png", title=f"PGD-Linf 8/255 on {name}")
 
 
@@ -59,9 +60,7 @@ def table1_figures(models: Mapping[str, nn.Module], data: Any, plan: Table1Plan,
                                        seed=seed, batch_size=plan.evaluation.batch_size)
                   for name, model in models.items()}
         figures["Accuracy vs ε (PGD, step ε/8)"] = plots.plot_accuracy_vs_eps(sweeps, plots_dir / "accuracy_vs_eps.png")
-        example = _example_figure(models, out, plots_dir)
-        if example is not None:
-            figures["Example attacks"] = example
+        figures["Example attacks"] = _example_figure(models, data, plan, plots_dir, device, seed)
     dictionary = get_dictionary(defense.frontend.dictionary)
     figures["Dictionary atoms"] = plot_atoms(dictionary, plots_dir / "atoms.png",
                                              title=f"dictionary {defense.frontend.dictionary!r}")

@@ -1,0 +1,61 @@
+"""`scfront reproduce table1` at smoke scale on tiny reused models: files, table, consistency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from repro_helpers import one_thread, save_tiny_model  # type: ignore[import-not-found]  # noqa: F401
+
+from scfront.cli import main
+from scfront.reproduction.columns import table1_plan
+from scfront.config import load_preset
+
+TINY_BUDGET = ["evaluation.n_images=4", "evaluation.steps=2", "evaluation.batch_size=4"]
+
+
+@pytest.mark.slow
+def test_table1_smoke_with_reused_models(data_root: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    natural = save_tiny_model(tmp_path / "natural_run", "natural")
+    defense = save_tiny_model(tmp_path / "defense_run", "defense")
+    out = tmp_path / "table1"
+    argv = ["reproduce", "table1", "--preset", "smoke", "--data-root", str(data_root), "--out", str(out),
+            "--reuse", f"natural={natural}", "--reuse", f"defense={defense}", "--rows", "natural,defense",
+            "--no-progress"] + [f"--set={s}" for s in TINY_BUDGET]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "report:" in printed and "natural ResNet-32" in printed
+    # nothing was trained: the reused folders were used as they are
+    assert not (out / "models").exists()
+    table = json.loads((out / "table1.json").read_text())
+    plan = table1_plan("smoke", load_preset("smoke", overrides=TINY_BUDGET).evaluation)
+    assert [r["name"] for r in table["rows"]] == ["natural", "defense"]
+    for row in table["rows"]:
+        res = json.loads((out / "eval" / row["name"] / "results.json").read_text())
+        assert res["n_images"] == 4 and set(res["columns"]) == {c.key for c in plan.columns}
+        # the table is the results.json's numbers; the worst case is at most every column
+        assert row["clean"] == res["clean_accuracy"]
+        for key, entry in res["columns"].items():
+            column = json.loads((out / "eval" / row["name"] / key / "results.json").read_text())
+            assert entry["accuracy"] == column["worst_case_accuracy"] <= column["clean_accuracy"]
+            assert row["worst_case"] <= entry["accuracy"]
+        # per-example worst case recomputed from the column files
+        robust = [all(json.loads((out / "eval" / row["name"] / c.key / "results.json").read_text())
+                      ["broken_by"][i] == -1 for c in plan.columns) for i in range(4)]
+        assert row["worst_case"] == sum(robust) / 4
+        assert res["columns"]["boundary"]["median_norm"] is None or res["columns"]["boundary"]["median_norm"] > 0
+        assert row["checks"]  # the gradient-masking checks ran with the first column
+    report = (out / "report.md").read_text()
+    for title in [c.title for c in plan.columns] + ["worst case", "natural ResNet-32"]:
+        assert title in report
+    for png in ["accuracy_vs_eps", "examples_defense", "atoms", "bpda_surrogate", "loss_landscape_natural",
+                "loss_landscape_defense"]:
+        path = out / "plots" / f"{png}.png"
+        assert path.read_bytes()[:4] == b"\x89PNG" and f"plots/{png}.png" in report
+    sweeps = json.loads((out / "sweeps" / "natural" / "sweep.json").read_text())
+    assert set(sweeps) == {"Linf", "L2", "L1"}
+    # a rerun resumes: same table, nothing recomputed differently
+    assert main(argv) == 0
+    assert json.loads((out / "table1.json").read_text()) == table
