@@ -19,7 +19,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -153,7 +153,3 @@ def parse_rows(text: str | None) -> tuple[str, ...]:
     if unknown or not rows:
         raise ConfigError(f"--rows takes a comma-separated subset of {', '.join(ROWS)}; got {text!r}")
     return rows
-
-
-def row_names(sources: Sequence[RowSource]) -> list[str]:
-    return [s.name for s in sources]
