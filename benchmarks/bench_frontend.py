@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.common import (DenseReferenceFrontend, TOLERANCE, cifar_batch, compare, max_diff,
-                               reference_dictionary, relative_diff)
+                               reference_dictionary, relative_diff, timing_fields)
 from scfront.config import DecoderName, FrontendConfig
 from scfront.frontend import Frontend, build_frontend
 from scfront.models.init import initialize_
@@ -45,9 +45,7 @@ def run(batch: int = 128, repeats: int = 3) -> list[dict]:
             t = compare({"dense": lambda fn=fn: fn(dense), "fast": lambda fn=fn: fn(fast)}, repeats)
             rows.append({
                 "benchmark": f"frontend_{name}_{decoder.value}", "batch": batch,
-                "dense_images_per_s": batch / t["dense"].best, "fast_images_per_s": batch / t["fast"].best,
-                "speedup": t["dense"].best / t["fast"].best,
-                "dense_median_s": t["dense"].median, "fast_median_s": t["fast"].median,
+                **timing_fields(t, batch),
                 "max_abs_output_diff": out_diff,
                 "max_rel_grad_diff": grad_diff if name == "fwd_bwd" else None,
             })

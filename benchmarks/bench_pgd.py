@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 
 from benchmarks.bench_train_step import build_models
-from benchmarks.common import TOLERANCE, cifar_batch, compare, max_diff
+from benchmarks.common import TOLERANCE, cifar_batch, compare, max_diff, timing_fields
 from scfront.attacks.pgd import PGDLinf
 from scfront.config import DecoderName
 
-STEPS = 3
+STEPS = 2
 
 
 def run(batch: int = 128, repeats: int = 3) -> list[dict]:
@@ -32,10 +32,7 @@ def run(batch: int = 128, repeats: int = 3) -> list[dict]:
         t = compare({"dense": lambda: attack_with(dense), "fast": lambda: attack_with(fast)}, repeats)
         rows.append({
             "benchmark": f"pgd_linf_{decoder.value}", "batch": batch, "steps": STEPS,
-            "dense_images_per_s": batch * STEPS / t["dense"].best,  # image-steps per second
-            "fast_images_per_s": batch * STEPS / t["fast"].best,
-            "speedup": t["dense"].best / t["fast"].best,
-            "dense_median_s": t["dense"].median, "fast_median_s": t["fast"].median,
+            **timing_fields(t, batch, per_call=STEPS),  # image-steps per second
             "max_abs_output_diff": diff,
         })
     return rows

@@ -2,7 +2,8 @@
 
 Timing: the two variants of a comparison run alternately (dense, fast, dense, fast, ...) after a
 warm-up call each, and each reports the best of its repeats, which is the least disturbed by
-other processes on a shared machine; the median is reported beside it.
+other processes on a shared machine; the median is reported beside it, and so is the process
+CPU time per call (all threads), whose ratio is less sensitive to other processes than wall time.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def cifar_batch(n: int, seed: int = 0) -> torch.Tensor:
 
 @dataclass
 class Timing:
-    best: float
-    median: float
+    best: float  # wall seconds, best of the repeats
+    median: float  # wall seconds
+    cpu: float  # process CPU seconds per call, best of the repeats
     runs: list[float]
 
 
@@ -59,12 +61,27 @@ def compare(variants: dict[str, Callable[[], object]], repeats: int = 3) -> dict
     for fn in variants.values():
         fn()
     runs: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, fn in variants.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             runs[name].append(time.perf_counter() - start)
-    return {name: Timing(min(r), statistics.median(r), r) for name, r in runs.items()}
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: Timing(min(r), statistics.median(r), min(cpu[name]), r) for name, r in runs.items()}
+
+
+def timing_fields(t: dict[str, Timing], batch: int, dense: str = "dense", fast: str = "fast",
+                  per_call: int = 1) -> dict[str, float]:
+    """The throughput fields of a result row: images (× steps) per second and ratios."""
+    return {
+        "dense_images_per_s": batch * per_call / t[dense].best,
+        "fast_images_per_s": batch * per_call / t[fast].best,
+        "speedup": t[dense].best / t[fast].best,
+        "speedup_cpu_time": t[dense].cpu / t[fast].cpu,
+        "dense_median_s": t[dense].median, "fast_median_s": t[fast].median,
+        "dense_cpu_s": t[dense].cpu, "fast_cpu_s": t[fast].cpu,
+    }
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -116,7 +116,8 @@ def main() -> int:
 def format_row(row: dict) -> str:
     if "dense_images_per_s" in row:
         return (f"{row['benchmark']:<28} dense {row['dense_images_per_s']:8.1f}/s  "
-                f"fast {row['fast_images_per_s']:8.1f}/s  speedup {row['speedup']:5.2f}x"
+                f"fast {row['fast_images_per_s']:8.1f}/s  speedup {row['speedup']:5.2f}x "
+                f"(CPU time {row['speedup_cpu_time']:5.2f}x)"
                 + (f"  {row['fast_gflops']:.1f} GFLOP/s" if "fast_gflops" in row else ""))
     return json.dumps(row)
 

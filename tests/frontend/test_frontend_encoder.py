@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from scfront.dictionary.core import Dictionary
 from scfront.errors import CheckpointError, ConfigError, InputError
 from scfront.frontend import BPDA, Encoder
+from scfront.frontend.encoder import top_indices
 
 EPS = 8 / 255
 
@@ -162,3 +163,18 @@ def test_bpda_value_checks() -> None:
         BPDA(top_u=0)
     with pytest.raises(ConfigError):
         BPDA(steepness=-1.0)
+
+
+def test_top_indices_breaks_ties_by_lower_index_in_any_layout() -> None:
+    row = torch.tensor([1.0, 3.0, 3.0, 2.0, 3.0, 0.0])
+    assert top_indices(row, 2).tolist() == [1, 2]
+    assert sorted(top_indices(row, 4, boundaries=(2,))[:2].tolist()) == [1, 2]
+    g = torch.Generator().manual_seed(0)
+    mags = torch.randint(0, 6, (3, 40, 5, 5), generator=g).float()  # many exact ties
+    last = top_indices(mags.permute(0, 2, 3, 1).contiguous(), 7, dim=-1, boundaries=(3,))
+    first = top_indices(mags, 7, dim=1, boundaries=(3,))
+    assert torch.equal(last.sort(-1).values, first.permute(0, 2, 3, 1).sort(-1).values)
+    assert torch.equal(last[..., :3].sort(-1).values, first.permute(0, 2, 3, 1)[..., :3].sort(-1).values)
+    # the set is the stable-sort prefix
+    expected = torch.sort(mags, dim=1, descending=True, stable=True).indices[:, :7]
+    assert torch.equal(first.sort(1).values, expected.sort(1).values)

@@ -47,6 +47,8 @@ def top_indices(magnitude: torch.Tensor, k: int, dim: int = -1, boundaries: tupl
     and the coherent CIFAR-10 dictionary does produce exactly equal float32 |z| at times).
     Rows with such ties, rare, are re-ranked by a stable sort.
     """
+    if magnitude.ndim == 1:
+        return top_indices(magnitude.unsqueeze(0), k, -1, boundaries)[0]
     n = magnitude.shape[dim]
     if k >= n:
         return torch.sort(magnitude, dim=dim, descending=True, stable=True).indices
