@@ -22,10 +22,13 @@ REFERENCE = SHARED / "reference"
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    # The suite runs on 2-core machines; oversubscription makes it slower, not faster.
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+def _one_thread():
+    # The suite runs on 2-core machines, often beside other jobs; the tests' tensors are small and
+    # a second intra-op thread made them up to 30x slower under load, never faster.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
