@@ -8,13 +8,14 @@ location, so with slot codes (:class:`~scfront.frontend.codes.SparseCodes`):
 
 - forward: ``cols[l] = Σ_{s<T} v[l,s]·W[idx[l,s]]`` (an embedding bag over the rows of W), then
   the windows are overlap-added (col2im, in channels-last) onto the bias;
-- weight gradient: ``∂W[k] = Σ_{(l,s): idx[l,s]=k} v[l,s]·unfold(g)[l]``, a sparse-times-dense
-  product over the same T entries per location;
+- weight gradient: ``∂W[k] = Σ_{(l,s): idx[l,s]=k} v[l,s]·unfold(g)[l]``, computed as a dense
+  GEMM (faster on CPU than the sparse products available, see :func:`_weight_grad`);
 - code gradient (attacks): ``∂v[l,s] = ⟨W[idx[l,s]], unfold(g)[l]⟩`` only for the K slots the
   encoder kept (BPDA top-U sends no gradient anywhere else), a sampled dense product.
 
-Each costs T/n (or K/n) of the dense layer. The result equals the dense layer up to float
-summation order (checked by the tests against ``conv_transpose2d`` to 1e-4).
+The forward and the code gradient do T/n (K/n) of the dense layer's multiply-adds, though as
+gathers, which run several times less efficiently per multiply-add than a dense GEMM. The result
+equals the dense layer up to float summation order (tests: ``conv_transpose2d``, float64).
 
 The encoder side has the same structure: the gradient of the K kept responses
 ``z[l, s] = ⟨d_{idx[l,s]}, patch_l⟩`` with respect to the image is a transposed convolution of K
@@ -70,23 +71,6 @@ def _row_windows(g: torch.Tensor, h: int, w: int, kw: int, stride: int, a: int) 
     return view.reshape(g.shape[0] * h * w, kw * g.shape[3])
 
 
-def _atom_major(indices: torch.Tensor, values: torch.Tensor, n_atoms: int) -> torch.Tensor:
-    """The codes as a sparse (n_atoms, N) CSR matrix Cᵀ: entry (k, l) = Σ_s values[l, s]·[idx = k].
-
-    indices, values: (N, S). Cᵀ @ g_cols sums values·g_cols[l] into the rows of the atoms used,
-    which MKL does without materialising the (N·S, D) products.
-    """
-    n_loc, slots = indices.shape
-    flat = indices.reshape(-1)
-    order = torch.argsort(flat, stable=True)
-    crow = torch.zeros(n_atoms + 1, dtype=torch.int64, device=flat.device)
-    crow[1:] = torch.bincount(flat, minlength=n_atoms).cumsum(0)
-    cols = torch.div(order, slots, rounding_mode="floor")
-    with _quiet_sparse():
-        return torch.sparse_csr_tensor(crow, cols, values.reshape(-1)[order], (n_atoms, n_loc),
-                                       dtype=values.dtype, device=values.device)
-
-
 def _slot_pattern(indices: torch.Tensor, dtype: torch.dtype, n_atoms: int) -> torch.Tensor:
     """CSR (N, n_atoms) with the sparsity of the slots (values unused): for sampled products."""
     n_loc, slots = indices.shape
@@ -125,15 +109,21 @@ def _code_grad(indices: torch.Tensor, rows: list[torch.Tensor], g: torch.Tensor,
 def _weight_grad(indices: torch.Tensor, values: torch.Tensor, g: torch.Tensor, h: int, w: int,
                  kh: int, kw: int, stride: int, n_atoms: int) -> torch.Tensor:
     """∂W (n_atoms, C, kh, kw) of ``Σ_slots values·W[indices]`` overlap-added, given the output
-    gradient g (B, H_out, W_out, C) contiguous; indices, values: (N, S)."""
-    mat = _atom_major(indices, values, n_atoms)
+    gradient g (B, H_out, W_out, C) contiguous; indices, values: (N, S).
+
+    ``Cᵀ @ windows(g)`` with the codes C as a dense (N, n_atoms) matrix: on this CPU a dense
+    GEMM ran 2-3x faster than MKL's sparse-times-dense product and than the embedding-bag
+    backward for these shapes (measured in benchmarks/, see results/benchmarks.md), so the
+    weight gradient keeps the dense multiply count and only the forward and the code gradient
+    use the sparsity.
+    """
+    n_loc, _ = indices.shape
     out_ch = g.shape[3]
-    grad = g.new_empty(n_atoms, out_ch, kh, kw)
-    for a in range(kh):
-        with _quiet_sparse():
-            rows = mat @ _row_windows(g, h, w, kw, stride, a)
-        grad[:, :, a, :] = rows.view(n_atoms, kw, out_ch).permute(0, 2, 1)
-    return grad
+    codes = values.new_zeros(n_loc, n_atoms).scatter_add_(1, indices, values)
+    sb, sh, sw, sc = g.stride()
+    windows = g.as_strided((g.shape[0], h, w, kh, kw, out_ch), (sb, stride * sh, stride * sw, sh, sw, sc))
+    rows = codes.t() @ windows.reshape(n_loc, kh * kw * out_ch)
+    return rows.view(n_atoms, kh, kw, out_ch).permute(0, 3, 1, 2).contiguous()
 
 
 def _slots_transposed(values: torch.Tensor, indices: torch.Tensor, weight: torch.Tensor,
