@@ -25,9 +25,12 @@ REFERENCE = SHARED / "reference"
 def _one_thread():
     # The suite runs on 2-core machines, often beside other jobs; the tests' tensors are small and
     # a second intra-op thread made them up to 30x slower under load, never faster.
+    from threadpoolctl import threadpool_limits  # BLAS/OpenMP pools of numpy and scikit-learn
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(limits=1):
+        yield
     torch.set_num_threads(before)
 
 

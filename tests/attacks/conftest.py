@@ -9,16 +9,6 @@ from torch import nn
 from scfront.data import load_synthetic
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_few_threads):
-    # The toy models here are far too small to gain from threads; on a loaded 2-core machine a
-    # second thread makes each tiny operation wait (measured: 28x slower training).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)  # the other test folders keep their own setting
-
-
 def tiny_mlp(num_classes: int = 10) -> nn.Module:
     """(N, 3, 8, 8) in [0, 1] -> logits (N, num_classes); deterministic initialisation."""
     gen_state = torch.random.get_rng_state()

@@ -11,19 +11,6 @@ from scfront.dictionary.core import Dictionary
 from scfront.dictionary.metrics import heldout_objective
 from scfront.dictionary.patches import PatchSampler
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: with several threads on a loaded 2-core machine, OpenMP and BLAS threads
-    # spin against each other and these tests run 30x slower than on one thread.
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(previous)
-
-
 def blocky_images(n: int, seed: int) -> torch.Tensor:
     """(n, 3, 16, 16) uint8 images of coloured 4x4 blocks plus noise: structured patches."""
     generator = torch.Generator().manual_seed(seed)

@@ -15,19 +15,6 @@ from scfront.dictionary.metrics import (count_flat_atoms, count_near_duplicates,
                                         dictionary_stats, heldout_objective, mutual_coherence)
 from scfront.dictionary.npz import load_dictionary
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: with several threads on a loaded 2-core machine, OpenMP and BLAS threads
-    # spin against each other and these tests run 30x slower than on one thread.
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(previous)
-
-
 def from_rows(rows: list[list[float]], p: int = 1) -> Dictionary:
     return Dictionary.from_flat(torch.tensor(rows, dtype=torch.float32), p, 3)
 

@@ -20,11 +20,3 @@ def save_tiny_model(run_dir: Path, recipe: str = "natural") -> Path:
     return run_dir
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads spin against other jobs and run
-    the attacks many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from repro_helpers import one_thread  # type: ignore[import-not-found]  # noqa: F401
 
 from scfront.config import to_dict
 from scfront.errors import ConfigError

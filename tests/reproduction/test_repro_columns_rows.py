@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from repro_helpers import one_thread  # type: ignore[import-not-found]  # noqa: F401
 
 from scfront.config import EPS_8, load_preset
 from scfront.errors import ConfigError

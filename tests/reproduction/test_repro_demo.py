@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from repro_helpers import one_thread, save_tiny_model  # type: ignore[import-not-found]  # noqa: F401
+from repro_helpers import save_tiny_model  # type: ignore[import-not-found]
 
 from scfront.cli import main
 from scfront.models import list_pretrained

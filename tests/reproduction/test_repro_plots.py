@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro_helpers import one_thread  # type: ignore[import-not-found]  # noqa: F401
 
 from scfront.dictionary import dct_dictionary, plot_atoms
 from scfront.frontend.bpda import smooth_step_derivative

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from repro_helpers import one_thread  # type: ignore[import-not-found]  # noqa: F401
 
 from scfront.data import eval_subset_indices, load_cifar10
 from scfront.errors import DatasetError
