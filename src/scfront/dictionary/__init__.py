@@ -15,8 +15,7 @@ Names are imported lazily (PEP 562) so that ``scfront --help`` does not import t
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 _EXPORTS = {
     "Dictionary": "scfront.dictionary.core",
@@ -53,14 +52,6 @@ if TYPE_CHECKING:
     from scfront.dictionary.registry import available_dictionaries, get_dictionary
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'scfront.dictionary' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+from scfront.lazy import lazy_exports  # noqa: E402
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

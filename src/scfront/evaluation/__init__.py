@@ -11,8 +11,6 @@ Names are imported lazily (PEP 562) so that ``scfront --help`` does not import t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
 
 _EXPORTS = {
     "evaluate": "scfront.evaluation.suite",
@@ -28,14 +26,6 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'scfront.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+from scfront.lazy import lazy_exports  # noqa: E402
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
