@@ -33,8 +33,7 @@ import numpy as np
 import torch
 
 from scfront.dictionary.core import Dictionary
-from scfront.dictionary.patches import PatchSampler
-from scfront.errors import InputError
+from scfront.dictionary.patches import PatchSampler, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +52,9 @@ class FaithfulSettings:
     init_patches: int = 200_000  # seeded sample for the SVD initialisation
 
     def __post_init__(self) -> None:
-        for name in ("n_atoms", "patch_size", "stride", "batch_size", "steps", "init_patches"):
-            if getattr(self, name) < 1:
-                raise InputError(
-                    f"faithful learner: {name} must be positive, got {getattr(self, name)}")
-        if self.alpha <= 0:
-            raise InputError(f"faithful learner: alpha must be positive, got {self.alpha}")
+        require_positive("faithful learner", self,
+                         ("n_atoms", "patch_size", "stride", "batch_size", "steps", "init_patches",
+                          "alpha"))
 
 
 def svd_initialisation(sampler: PatchSampler, n_atoms: int, n_patches: int) -> np.ndarray:

@@ -34,8 +34,7 @@ import torch
 
 from scfront.dictionary.core import Dictionary
 from scfront.dictionary.lasso import fista_codes, lasso_objective
-from scfront.dictionary.patches import PatchSampler
-from scfront.errors import InputError
+from scfront.dictionary.patches import PatchSampler, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +57,9 @@ class FastSettings:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("n_atoms", "patch_size", "stride", "batch_size", "steps",
-                     "fista_iterations", "memory", "resample_every"):
-            if getattr(self, name) < 1:
-                raise InputError(
-                    f"fast learner: {name} must be positive, got {getattr(self, name)}")
-        if self.alpha <= 0:
-            raise InputError(f"fast learner: alpha must be positive, got {self.alpha}")
+        require_positive("fast learner", self,
+                         ("n_atoms", "patch_size", "stride", "batch_size", "steps",
+                          "fista_iterations", "memory", "resample_every", "alpha"))
 
 
 def _normalise_rows(rows: torch.Tensor) -> torch.Tensor:

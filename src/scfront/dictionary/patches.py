@@ -132,3 +132,11 @@ class PatchSampler:
     def sample(self, n: int, replace: bool = True) -> torch.Tensor:
         """(n, p*p*C) float32 random grid patches in [0, 1]."""
         return self.gather(self.indices(n, replace=replace))
+
+
+def require_positive(owner: str, settings: object, names: tuple[str, ...]) -> None:
+    """Raise InputError naming the first of ``settings``' fields ``names`` that is not > 0."""
+    for name in names:
+        value = getattr(settings, name)
+        if value <= 0:
+            raise InputError(f"{owner}: {name} must be positive, got {value}")
