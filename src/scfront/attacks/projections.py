@@ -34,9 +34,13 @@ def project_linf_box(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: f
     return torch.minimum(torch.maximum(v, torch.clamp(lo, min=-eps)), torch.clamp(hi, max=eps))
 
 
-def _caps(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    # How far each coordinate may move in the direction of its sign before leaving the box.
-    return torch.where(v >= 0, hi, -lo)
+def _box_terms(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """In float64: ``v, lo, hi``, the box-clipped ``v``, ``|v|`` and ``cap = min(|v|, room)``
+    where room is how far each coordinate may move in the direction of its sign inside the box."""
+    v, lo, hi = v.double(), lo.double(), hi.double()
+    a = v.abs()
+    cap = torch.minimum(torch.where(v >= 0, hi, -lo), a)
+    return v, lo, hi, torch.minimum(torch.maximum(v, lo), hi), a, cap
 
 
 def project_l2_box(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: float) -> torch.Tensor:
@@ -48,12 +52,9 @@ def project_l2_box(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: flo
         (N, D) in ``v.dtype``.
     """
     dtype = v.dtype
-    v, lo, hi = v.double(), lo.double(), hi.double()
-    clipped = torch.minimum(torch.maximum(v, lo), hi)
+    v, lo, hi, clipped, a, cap = _box_terms(v, lo, hi)
     inside = clipped.pow(2).sum(dim=1) <= eps * eps
-    a = v.abs()
     # For t ≤ 1 the coordinate equals min(t·|v_i|, cap_i); a cap above |v_i| is never reached.
-    cap = torch.minimum(_caps(v, lo, hi), a)
     # t_i: where coordinate i starts to be clipped (1 when it never is, 0/0 for v_i = 0).
     brk = torch.where(a > 0, cap / a.clamp_min(torch.finfo(torch.float64).tiny), torch.ones_like(a))
     brk, order = torch.sort(brk, dim=1)
@@ -87,11 +88,8 @@ def project_l1_box(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: flo
         (N, D) in ``v.dtype``.
     """
     dtype = v.dtype
-    v, lo, hi = v.double(), lo.double(), hi.double()
-    clipped = torch.minimum(torch.maximum(v, lo), hi)
+    v, lo, hi, clipped, a, cap = _box_terms(v, lo, hi)
     inside = clipped.abs().sum(dim=1) <= eps
-    a = v.abs()
-    cap = torch.minimum(_caps(v, lo, hi), a)
     points = torch.cat([a, a - cap], dim=1)  # all ≥ 0
     weights = torch.cat([torch.ones_like(a), -torch.ones_like(a)], dim=1)
     points, order = torch.sort(points, dim=1, descending=True)

@@ -11,8 +11,30 @@ import torch
 from scfront.errors import CheckpointError
 
 
+class AtomShape:
+    """Shape properties of anything holding ``atoms``: (n_atoms, channels, p, p) patches.
+
+    Shared by the :class:`Dictionary` value object and the frontend's encoder (whose atoms are a
+    buffer or, for the learnable ablation, a parameter).
+    """
+
+    atoms: torch.Tensor
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atoms.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.atoms.shape[1])
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.atoms.shape[2])
+
+
 @dataclass(frozen=True, eq=False)
-class Dictionary:
+class Dictionary(AtomShape):
     """An overcomplete dictionary of image patches (PAPER.md section 1).
 
     Attributes:
@@ -36,18 +58,6 @@ class Dictionary:
         if not torch.isfinite(atoms).all():
             raise CheckpointError("dictionary atoms contain NaN or infinite values")
         object.__setattr__(self, "atoms", atoms.detach().to(torch.float32).contiguous())
-
-    @property
-    def n_atoms(self) -> int:
-        return int(self.atoms.shape[0])
-
-    @property
-    def channels(self) -> int:
-        return int(self.atoms.shape[1])
-
-    @property
-    def patch_size(self) -> int:
-        return int(self.atoms.shape[2])
 
     @property
     def dim(self) -> int:

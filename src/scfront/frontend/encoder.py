@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scfront.config import EPS_8
-from scfront.dictionary.core import Dictionary
+from scfront.dictionary.core import AtomShape, Dictionary
 from scfront.errors import CheckpointError, ConfigError, InputError
 from scfront.frontend.bpda import BPDA, IdentityBackward, TanhSurrogateBackward, TopUMaskBackward, ternary
 from scfront.frontend.codes import SparseCodes
@@ -68,7 +68,7 @@ def top_indices(magnitude: torch.Tensor, k: int, dim: int = -1, boundaries: tupl
     return indices
 
 
-class Encoder(nn.Module):
+class Encoder(nn.Module, AtomShape):
     """Sparse coding encoder: images → ternary sparse codes (PAPER.md section 2).
 
     Args:
@@ -143,18 +143,6 @@ class Encoder(nn.Module):
         if not isinstance(rule, BPDA):
             raise ConfigError(f"encoder.bpda must be a scfront.frontend.BPDA, got {type(rule).__name__}")
         self._bpda = rule
-
-    @property
-    def n_atoms(self) -> int:
-        return int(self.atoms.shape[0])
-
-    @property
-    def channels(self) -> int:
-        return int(self.atoms.shape[1])
-
-    @property
-    def patch_size(self) -> int:
-        return int(self.atoms.shape[2])
 
     @property
     def jump(self) -> float:

@@ -20,8 +20,7 @@ Rerunning the same command resumes (trained runs, evaluation units, sweep points
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from scfront.cli import add_data_root_argument, add_device_argument
-    from scfront.config import PRESETS
+    from scfront.cli import add_device_argument
 
     rep = subparsers.add_parser("reproduce", help="reproduce the paper's Table 1 or its ablations",
                                 description="Reproduce the paper's results at a preset's scale.")
@@ -35,35 +34,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "APGD-CE + APGD-DLR, Square, Boundary, worst case); writes report.md, "
                     "table1.json, per-model results.json and plots.",
         epilog=TABLE1_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t1.add_argument("--preset", choices=PRESETS, default="cpu", help="scale (default: cpu)")
-    add_data_root_argument(t1)
-    t1.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
+    _add_run_options(t1)
     t1.add_argument("--reuse", action="append", default=[], metavar="NAME=RUN_DIR",
                     help="use this saved model for row NAME (natural, pgd_at, trades, defense) "
                          "instead of training it (repeatable); a .pt is an original checkpoint")
     t1.add_argument("--pgd-at-checkpoint", type=Path, default=None,
                     help="the original PGD-AT ResNet-32 checkpoint (.pt) for the PGD-AT row")
     t1.add_argument("--rows", default=None, help="comma-separated rows to produce (default: all four)")
-    t1.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="override a setting of every recipe's config, e.g. --set evaluation.n_images=64")
-    t1.add_argument("--seed", type=int, default=0, help="base seed of the attacks (default: 0)")
-    add_device_argument(t1)
-    t1.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_tail_options(t1, "every recipe's config, e.g. --set evaluation.n_images=64")
     t1.set_defaults(handler=_table1)
 
     ab = sub.add_parser(
         "ablations", help="the ablations of the paper (T sweep, no activation, ..., DCT basis)",
         description="Train and evaluate each ablation of PAPER.md section 8 with one reduced, "
                     "identical budget; writes report.md, ablations.json and a plot.")
-    ab.add_argument("--preset", choices=PRESETS, default="cpu", help="scale (default: cpu)")
-    add_data_root_argument(ab)
-    ab.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
+    _add_run_options(ab)
     ab.add_argument("--only", default=None, help="comma-separated ablation names (default: all)")
-    ab.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="override a setting of every ablation (after the shared budget)")
-    ab.add_argument("--seed", type=int, default=0, help="base seed of the attacks (default: 0)")
-    add_device_argument(ab)
-    ab.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_tail_options(ab, "every ablation (after the shared budget)")
     ab.set_defaults(handler=_ablations)
 
     demo = subparsers.add_parser(
@@ -80,6 +67,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_argument(demo)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--preset, --data-root and --out of both reproduce commands."""
+    from scfront.cli import add_data_root_argument
+    from scfront.config import PRESETS
+
+    parser.add_argument("--preset", choices=PRESETS, default="cpu", help="scale (default: cpu)")
+    add_data_root_argument(parser)
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
+
+
+def _add_tail_options(parser: argparse.ArgumentParser, set_applies_to: str) -> None:
+    """--set, --seed, --device and --no-progress of both reproduce commands."""
+    from scfront.cli import add_device_argument
+
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help=f"override a setting of {set_applies_to}")
+    parser.add_argument("--seed", type=int, default=0, help="base seed of the attacks (default: 0)")
+    add_device_argument(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _progress(args: argparse.Namespace) -> bool:
