@@ -201,3 +201,50 @@ def test_checks_pass_on_a_plain_model_and_fail_on_a_masked_one(tmp_path):
     assert not masked["gradients-nonzero"]["passed"]
     assert not masked["large-eps"]["passed"]
     assert not masked["blackbox-vs-whitebox"]["passed"], masked["blackbox-vs-whitebox"]["detail"]
+
+
+# The child evaluates the same tiny suite as ``cascade_run`` but sleeps after every finished
+# unit, so that the parent can SIGKILL it with some units written and others not.
+_CHILD = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {here!r})
+import test_evaluation_runner as t
+real = t.runner._execute
+def slow(*args, **kwargs):
+    out = real(*args, **kwargs)
+    time.sleep(0.3)
+    return out
+t.runner._execute = slow
+t._run(Path({out!r}))
+"""
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_results(tmp_path, cascade_run):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "killed"
+    code = _CHILD.format(here=str(Path(__file__).parent), out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while len(list((out / "state").rglob("b*.safetensors"))) < 6:
+        assert proc.poll() is None, "the evaluation ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert not (out / "results.json").exists()
+    done = {p: p.stat().st_mtime_ns for p in (out / "state").rglob("b*.safetensors")}
+
+    resumed = _run(out)  # "the same command again", in-process
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items()), "a finished unit was rewritten"
+    assert _comparable(resumed) == _comparable(cascade_run[1])
+    a = load_adversarials(out / "adversarials.safetensors")
+    b = load_adversarials(cascade_run[0] / "adversarials.safetensors")
+    for x, y in zip(a.attacks, b.attacks, strict=True):
+        assert x.name == y.name and torch.equal(x.positions, y.positions) and torch.equal(x.x_adv, y.x_adv)
