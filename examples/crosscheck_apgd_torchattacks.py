@@ -69,7 +69,7 @@ def main() -> None:
                 adv.append(attack(model, xb, yb, generator=gen).x_adv)
             else:
                 adv.append(attack(xb, yb))
-        x_adv = torch.cat(adv)
+        x_adv = torch.cat(adv).detach()
         assert float((x_adv - x).abs().max()) <= EPS_8 + 1e-6 and 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1
         robust[name] = _robust(model, x_adv, y, args.batch) & robust["clean"]
         seconds[name] = time.perf_counter() - start
