@@ -154,3 +154,19 @@ def test_load_pretrained_lists_what_is_available() -> None:
     with pytest.raises(CheckpointError, match="no pretrained model 'no-such-model'; available: "):
         load_pretrained("no-such-model")
     assert all(isinstance(name, str) for name in available)
+
+
+def test_the_shipped_defended_model_loads_and_classifies_the_shipped_sample() -> None:
+    from scfront.models.defended import DefendedModel
+    from scfront.reproduction import load_sample
+
+    assert "cifar10_cpu" in list_pretrained()
+    model = load_pretrained("cifar10_cpu")
+    assert isinstance(model, DefendedModel) and not model.training
+    encoder = model.frontend.encoder
+    assert (encoder.n_atoms, encoder.channels, encoder.patch_size, encoder.top_t) == (500, 3, 4, 15)
+    sample = load_sample()
+    with torch.no_grad():
+        pred = model(sample.images.float() / 255).argmax(1)
+    # 75.0 % on these 200 images when shipped (76.18 % on the full test set)
+    assert float((pred == sample.labels).float().mean()) >= 0.70

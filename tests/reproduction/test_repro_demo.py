@@ -34,10 +34,12 @@ def test_demo_with_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert len(DEMO_ATTACKS) == 2
 
 
-def test_demo_without_shipped_model_says_how_to_pass_one(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    if "cifar10_cpu" in list_pretrained():
-        pytest.skip("the shipped model exists in this installation")
+def test_demo_without_shipped_model_says_how_to_pass_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import scfront.models
+
+    assert "cifar10_cpu" in list_pretrained()  # shipped; pretend an installation without it
+    monkeypatch.setattr(scfront.models, "list_pretrained", lambda: [])
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--model" in err[0]
