@@ -87,3 +87,21 @@ def test_defense_with_learnable_noisy_frontend(tmp_path: Path) -> None:
     model = scfront.load(run)
     assert not torch.equal(model.encoder.atoms.detach(), named.atoms)
     assert model(torch.rand(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_a_finished_run_without_its_resume_checkpoints_is_not_retrained(tmp_path: Path) -> None:
+    import shutil
+
+    config = tiny_config()
+    first = train(config, tmp_path, progress=False)
+    # results/ keeps finished runs without checkpoint.json and checkpoints/
+    (tmp_path / "checkpoint.json").unlink()
+    shutil.rmtree(tmp_path / "checkpoints")
+    weights = (tmp_path / "model.safetensors").stat().st_mtime_ns
+    again = train(config, tmp_path, progress=False)
+    assert again == first
+    assert (tmp_path / "model.safetensors").stat().st_mtime_ns == weights
+    assert not (tmp_path / "checkpoint.json").exists()
+    # a run with more epochs in the same folder is another configuration: refused, not reused
+    with pytest.raises(ConfigError):
+        train(tiny_config(extra=("train.epochs=3",)), tmp_path, progress=False)

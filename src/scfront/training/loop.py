@@ -38,7 +38,7 @@ from scfront.config import DatasetName, RunConfig, load_config, save_config, to_
 from scfront.errors import CheckpointError, ConfigError, ScfrontError
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.models.build import build_model
-from scfront.models.saving import CARD_FILE, CONFIG_FILE, find_encoder, save_model
+from scfront.models.saving import CARD_FILE, CONFIG_FILE, MODEL_FILE, find_encoder, save_model
 from scfront.training import distributed as D
 from scfront.training.adversarial import initial_perturbation, training_loss
 from scfront.training.checkpoint import (TENSOR_DIR, TrainingState, load_checkpoint,
@@ -246,6 +246,15 @@ class _Run:
         return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _finished_summary(run_dir: Path, epochs: int) -> dict[str, Any] | None:
+    """summary.json of a run that finished ``epochs`` and saved its model and card, else None."""
+    summary_path = run_dir / SUMMARY_FILE
+    if not (summary_path.is_file() and (run_dir / CARD_FILE).is_file() and (run_dir / MODEL_FILE).is_file()):
+        return None
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    return summary if int(summary.get("epochs", 0)) >= epochs else None
+
+
 def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progress: bool,
            ctx: D.DistContext) -> dict[str, Any]:
     from scfront.data import batches, eval_subset_indices, load_dataset
@@ -263,6 +272,11 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
     problem = D.broadcast_object(problem, ctx)
     if problem is not None:
         raise ConfigError(problem)
+    finished = _finished_summary(run_dir, tc.epochs)
+    if finished is not None:  # also when its resume checkpoints were deleted (results/ keeps none)
+        if ctx.is_main:
+            log.info("%s is already complete (%d epochs)", run_dir, tc.epochs)
+        return finished
 
     root = None if DatasetName(config.data.dataset) is DatasetName.SYNTHETIC else data_root
     train_set = load_dataset(config.data, root, "train")
