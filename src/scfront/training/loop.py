@@ -273,7 +273,7 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
     if problem is not None:
         raise ConfigError(problem)
     finished = _finished_summary(run_dir, tc.epochs)
-    if finished is not None:  # also when its resume checkpoints were deleted (results/ keeps none)
+    if finished is not None:  # with or without its resume checkpoints (results/ keeps none)
         if ctx.is_main:
             log.info("%s is already complete (%d epochs)", run_dir, tc.epochs)
         return finished
@@ -303,13 +303,8 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
                                 weight_decay=tc.weight_decay)
 
     state = load_checkpoint(run_dir, model, optimizer)
-    summary_path = run_dir / SUMMARY_FILE
     if state is None:
         state = TrainingState(0, {}, [], ctx.world_size)
-    elif state.epoch >= tc.epochs and summary_path.is_file() and (run_dir / CARD_FILE).is_file():
-        if ctx.is_main:
-            log.info("%s is already complete (%d epochs)", run_dir, tc.epochs)
-        return json.loads(summary_path.read_text(encoding="utf-8"))
     else:
         if state.world_size != ctx.world_size:
             raise CheckpointError(f"{run_dir} was trained by {state.world_size} process(es); "
