@@ -91,11 +91,11 @@ def test_cross_column_check_counts_what_only_the_black_box_attack_breaks() -> No
                "square": _column("square", "Linf", e, square),
                "pgd-l2": _column("pgd-l2", "L2", 0.6, [-1] * n)}
     out = blackbox_vs_whitebox_columns(columns)
-    assert out["n"] == 10 and not out["passed"]
+    assert out["suspicious"] == 10 and not out["passed"] and out["applicable"]
     assert out["pairs"] == {"square": ["pgd-linf", "apgd"]}
     square[60:69] = [-1] * 9  # one image left: 0.5 % <= 1 %
     assert blackbox_vs_whitebox_columns(columns)["passed"]
     # a white-box column at a smaller ε is no evidence either way; no pair -> not applicable
     none = blackbox_vs_whitebox_columns({"square": _column("square", "Linf", e, square),
                                          "pgd": _column("pgd-linf", "Linf", e / 2, pgd)})
-    assert none["passed"] and none["pairs"] == {} and "not applicable" in none["detail"]
+    assert none["passed"] and not none["applicable"] and none["pairs"] == {} and "not applicable" in none["detail"]

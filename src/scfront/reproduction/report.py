@@ -16,9 +16,6 @@ from scfront.reproduction.rows import ROW_TITLES
 
 RESULTS_FILE = "results.json"
 CROSS_CHECK = "blackbox-vs-whitebox-columns"
-# Images a black-box column may break beyond every white-box column before the check fails
-# (as the per-evaluation check: random search finds a few boundary points that PGD misses).
-CROSS_CHECK_ALLOWED = 0.01
 TABLE_FILE = "table1.json"
 REPORT_FILE = "report.md"
 
@@ -75,13 +72,17 @@ def blackbox_vs_whitebox_columns(columns: Mapping[str, Mapping[str, Any]]) -> di
     never sees Square next to PGD. Here an image counts against the model's white-box attacks
     when a black-box attack broke it in its column although every white-box-only column of the
     same norm and at least the same ε left it robust (``broken_by == -1``). Passes if such images
-    are at most :data:`CROSS_CHECK_ALLOWED` of the subset.
+    are at most the per-evaluation check's allowance
+    (:data:`scfront.evaluation.checks.BLACKBOX_NOISE`) of the subset.
 
     Args:
         columns: {column key: results.json object}, all on the same images.
     Returns:
-        {"passed", "detail", "n" (images counted), "pairs" (black-box attack -> white-box columns)}.
+        {"passed", "applicable", "detail", "suspicious" (images counted), "pairs" (black-box
+        attack -> white-box columns)}, the keys of the per-evaluation check plus "pairs".
     """
+    from scfront.evaluation.checks import BLACKBOX_NOISE
+
     def white_columns(norm: str, eps: float) -> list[str]:
         return [key for key, res in columns.items()
                 if res["attacks"] and all(not _is_black_box(a["name"]) and a["norm"] == norm
@@ -102,12 +103,13 @@ def blackbox_vs_whitebox_columns(columns: Mapping[str, Mapping[str, Any]]) -> di
                     beaten.add(i)
     n = len(next(iter(columns.values()))["broken_by"]) if columns else 0
     if not pairs:
-        return {"passed": True, "n": 0, "pairs": pairs,
+        return {"passed": True, "applicable": False, "pairs": pairs,
                 "detail": "not applicable: no black-box column with a white-box column of the same threat model"}
     listed = "; ".join(f"{b} vs {', '.join(w)}" for b, w in pairs.items())
-    return {"passed": len(beaten) <= CROSS_CHECK_ALLOWED * n, "n": len(beaten), "pairs": pairs,
+    return {"passed": len(beaten) <= BLACKBOX_NOISE * n, "applicable": True, "suspicious": len(beaten),
+            "pairs": pairs,
             "detail": f"{len(beaten)} of {n} images broken by a black-box attack that every white-box column "
-                      f"of its norm and ε left robust ({listed}; allowed: {CROSS_CHECK_ALLOWED:.0%})"}
+                      f"of its norm and ε left robust ({listed}; allowed: {BLACKBOX_NOISE:.0%})"}
 
 
 def build_table(out_dir: Path) -> dict[str, Any]:
