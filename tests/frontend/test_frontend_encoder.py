@@ -178,3 +178,23 @@ def test_top_indices_breaks_ties_by_lower_index_in_any_layout() -> None:
     # the set is the stable-sort prefix
     expected = torch.sort(mags, dim=1, descending=True, stable=True).indices[:, :7]
     assert torch.equal(first.sort(1).values, expected.sort(1).values)
+
+
+def test_correlate_is_conv2d_and_the_precision_flag_is_restored():
+    from scfront.frontend.encoder import correlate, ieee_fp32_convolutions
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 8, 8, generator=gen)
+    atoms = torch.randn(5, 3, 4, 4, generator=gen)
+    assert torch.equal(correlate(x, atoms, 2), torch.nn.functional.conv2d(x, atoms, stride=2))
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    read = ((lambda: conv.fp32_precision) if conv is not None and hasattr(conv, "fp32_precision")
+            else (lambda: torch.backends.cudnn.allow_tf32))
+    before = read()
+    with ieee_fp32_convolutions():
+        inside = read()
+    assert inside in ("ieee", False) and read() == before
+    with pytest.raises(ValueError):
+        with ieee_fp32_convolutions():
+            raise ValueError("restored even on error")
+    assert read() == before
