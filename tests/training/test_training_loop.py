@@ -60,6 +60,23 @@ def test_refuses_a_run_folder_of_another_configuration(tmp_path: Path) -> None:
         train(tiny_config(), other, progress=False)
 
 
+def test_device_and_threads_are_not_part_of_a_runs_identity(tmp_path: Path) -> None:
+    on_gpu = tiny_config(extra=("train.device='cuda'",))
+    run = tmp_path / "run"
+    summary = train(tiny_config(), run, progress=False)
+    (run / "config.toml").write_text(dumps_config(on_gpu))  # as if it had been trained on a GPU
+    assert train(tiny_config(), run, progress=False) == summary  # reused, not retrained
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.toml").write_text(dumps_config(on_gpu))
+    with pytest.raises(ConfigError, match="unfinished run started with --device cuda"):
+        train(tiny_config(), partial, progress=False)
+    threads = tmp_path / "threads"
+    threads.mkdir()
+    (threads / "config.toml").write_text(dumps_config(tiny_config(extra=("train.num_threads=1",))))
+    assert train(tiny_config(), threads, progress=False)["epochs"] == tiny_config().train.epochs
+
+
 def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert cli_main(["train", "--preset", "smoke", "--config", str(tmp_path / "x.toml"),
                      "--recipe", "natural", "--out", str(tmp_path / "r")]) == 2

@@ -90,16 +90,30 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
+# Where and with how many threads a run executes: not part of what it trains. A finished run
+# is reused from any device; a partial one resumes only on its own device (generator states
+# are device-specific), with any thread count (only the float summation order changes).
+EXECUTION_SETTINGS = ("train.device", "train.num_threads")
+
+
 def _prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
     saved_path = run_dir / CONFIG_FILE
     _remove_stale_temporaries(run_dir)
     if saved_path.is_file():
         saved = load_config(saved_path)
-        if saved != config:
-            diffs = _differences(to_dict(saved), to_dict(config))
-            shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+        if saved == config:
+            return
+        diffs = _differences(to_dict(saved), to_dict(config))
+        identity = [d for d in diffs if not d.startswith(tuple(f"{k}:" for k in EXECUTION_SETTINGS))]
+        if identity:
+            shown = "; ".join(identity[:4]) + (f"; and {len(identity) - 4} more" if len(identity) > 4 else "")
             raise ConfigError(f"{run_dir} holds a run with another configuration ({shown}); "
                               "rerun with the same settings to resume, or choose a new --out")
+        if (saved.train.device != config.train.device
+                and _finished_summary(run_dir, saved.train.epochs) is None):
+            raise ConfigError(f"{run_dir} holds an unfinished run started with --device "
+                              f"{saved.train.device}; resume it on that device (its random "
+                              f"generator states are device-specific), or choose a new --out")
         return
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} is not empty and holds no {CONFIG_FILE}: not a scfront run "
