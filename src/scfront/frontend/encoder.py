@@ -100,10 +100,14 @@ def ieee_fp32_convolutions() -> Iterator[None]:
 def correlate(x: torch.Tensor, atoms: torch.Tensor, stride: int) -> torch.Tensor:
     """z = conv2d(x, atoms, stride) in IEEE float32 on every device.
 
-    x: (B, C, H, W); atoms: (n_atoms, C, p, p). Returns (B, n_atoms, H', W'). On CUDA the
-    convolution runs under :func:`ieee_fp32_convolutions` (top-T and the threshold are
-    discontinuous, so TF32 rounding changes the codes); on the CPU it is plain ``conv2d``.
+    x: (B, C, H, W); atoms: (n_atoms, C, p, p). Returns (B, n_atoms, H', W') stored
+    channels-last, so that its (B, H', W', n_atoms) permutation, the layout of top-T, is
+    contiguous. The input is made channels-last first: oneDNN's convolution is then about 2.5x
+    faster on this shape, with bit-identical results (measured on CIFAR-10 test images). On CUDA
+    the convolution runs under :func:`ieee_fp32_convolutions` (top-T and the threshold are
+    discontinuous, so TF32 rounding changes the codes).
     """
+    x = x.contiguous(memory_format=torch.channels_last)
     if not x.is_cuda:
         return F.conv2d(x, atoms, stride=stride)
     with ieee_fp32_convolutions():
