@@ -30,6 +30,7 @@ def test_demo_with_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[s
     sample = load_sample()
     assert results["indices"] == sample.indices[:4].tolist()
     assert "clean" in printed and "apgd-ce" in printed and str(out / "report.md") in printed
+    assert "upper bound on robust accuracy" in printed
     assert (out / "report.md").is_file()
     assert len(DEMO_ATTACKS) == 2
 

@@ -86,4 +86,6 @@ def format_results(results: dict[str, Any]) -> str:
     for a in results["attacks"]:
         label = f"+ {a['name']} {a['norm']} {a['eps'] * 255:.0f}/255" if a["norm"] == "Linf" else a["name"]
         lines.append(f"{label:<28}{100 * a['robust_accuracy']:>9.1f}%{a['seconds']:>10.1f}")
+    lines.append("(an upper bound on robust accuracy: longer gradient attacks and the black-box Square "
+                 "attack break far more of this model; README, 'How robust is the defense?')")
     return "\n".join(lines)
