@@ -21,6 +21,19 @@ def test_help_documents_every_attack_and_option(capsys):
                    "--checks", "--no-checks"):
         assert option in text, option
     assert "steps=25000" in text  # defaults come from the registry
+    assert "@autoattack" in text and "@long" in text
+
+
+def test_named_suites_expand_in_place_and_build():
+    from scfront.evaluation.suite import SUITES, build_suite, expand_suites
+
+    items = expand_suites(["pgd-linf", "@long", "fgsm"])
+    assert items == ["pgd-linf", *SUITES["long"][0], "fgsm"]
+    attacks = build_suite(expand_suites(["@autoattack"]), {"steps": 7})
+    assert [a.name for a in attacks] == ["apgd-ce", "apgd-t", "fab", "square"]
+    assert attacks[0].steps == 7  # suite-wide overrides reach the suite's attacks
+    long_attacks = build_suite(expand_suites(["@long"]), {"steps": 7})
+    assert long_attacks[0].steps == 1000 and long_attacks[2].queries == 5000  # the suite's own values win
 
 
 def test_bad_input_is_one_line_error(tmp_path, capsys, data_root):
@@ -31,6 +44,11 @@ def test_bad_input_is_one_line_error(tmp_path, capsys, data_root):
     code = main(["evaluate", str(tmp_path / "missing.pt"), "--data-root", str(data_root),
                  "--attacks", "fgsm", "--n-images", "4", "--out", str(tmp_path / "o"), "--shard", "3"])
     assert code == 2
+    capsys.readouterr()
+    code = main(["evaluate", str(tmp_path / "missing.pt"), "--data-root", str(data_root),
+                 "--attacks", "fgsm,@nope", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "unknown attack suite '@nope'; named suites: @autoattack, @long" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -39,6 +39,12 @@ def attack_help() -> str:
             body = textwrap.fill(prefix + ", ".join(params), width=96, initial_indent=" " * 18,
                                  subsequent_indent=" " * 18)
             lines.append(body)
+    from scfront.evaluation.suite import SUITES
+
+    lines += ["", "named suites (--attacks @NAME; mixes with single attacks, e.g. pgd-linf,@long):"]
+    for name, (items, description) in SUITES.items():
+        lines.append(f"  @{name:<14} {', '.join(items)}")
+        lines.append(textwrap.fill(description, width=96, initial_indent=" " * 18, subsequent_indent=" " * 18))
     return "\n".join(lines)
 
 
@@ -75,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Imagenette image size (default: 160, the presets' size)")
     p.add_argument("--attacks", action="append", required=True, metavar="LIST",
                    help="comma-separated attack names in order, each optionally NAME:KEY=VALUE:... "
-                        "(repeatable); see the list below")
+                        "or @SUITE for a named suite (repeatable); see the lists below")
     p.add_argument("--n-images", type=int, default=1000, help="size of the subset (default: 1000)")
     p.add_argument("--subset-seed", type=int, default=0,
                    help="seed of the subset randperm(len(test), seed)[:N] (default: 0)")
@@ -146,9 +152,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from scfront.errors import ConfigError
     from scfront.evaluation.runner import EvalData
     from scfront.evaluation.spec import Shard
-    from scfront.evaluation.suite import build_suite, evaluate, parse_value
+    from scfront.evaluation.suite import build_suite, evaluate, expand_suites, parse_value
 
     shard = Shard.parse(args.shard)
+    items = expand_suites([item for group in args.attacks for item in group.split(",") if item.strip()])
     if args.batch_size < 1 or args.check_images < 1:
         raise ConfigError("--batch-size and --check-images must be >= 1")
     device = torch.device(args.device or "cpu")
@@ -159,7 +166,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     overrides = {"eps": None if args.eps is None else parse_value(args.eps), "steps": args.steps,
                  "restarts": args.restarts, "top_u": args.top_u, "steepness": args.steepness,
                  "eot_samples": args.eot_samples}
-    items = [item for group in args.attacks for item in group.split(",") if item.strip()]
     attacks = build_suite(items, overrides, pool=StartPool(test.images))
     name = args.model.name if args.model.name != "model.safetensors" else args.model.parent.name
     results = evaluate(model, data, attacks, args.out, model_name=name, dataset=args.dataset,

@@ -3,7 +3,8 @@
 An attack item is ``NAME`` or ``NAME:KEY=VALUE:KEY=VALUE`` (e.g. ``square:queries=1000`` or
 ``pgd-l2:eps=0.5``); values are integers, numbers (``8/255`` allowed), ``true``/``false``,
 ``none`` or strings. Suite-wide overrides (``--eps``, ``--steps``, ...) apply to every attack
-that has that parameter; an item's own values take precedence.
+that has that parameter; an item's own values take precedence. ``@NAME`` stands for one of the
+named suites of :data:`SUITES`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,33 @@ from scfront.errors import ConfigError
 from scfront.evaluation.runner import EvalData, attack_threat, run_units
 from scfront.evaluation.spec import AttackSpec, EvalSpec, Shard, model_digest
 from scfront.evaluation.state import StateStore
+
+
+# Named suites for ``--attacks @NAME`` (Linf 8/255 unless --eps says otherwise).
+SUITES: dict[str, tuple[tuple[str, ...], str]] = {
+    "autoattack": (("apgd-ce", "apgd-t", "fab", "square"),
+                   "AutoAttack's standard order: APGD-CE, targeted APGD-DLR, FAB, Square (5,000 queries)"),
+    "long": (("apgd-ce:steps=1000", "apgd-dlr:steps=1000", "square:queries=5000"),
+             "1,000-iteration APGD-CE and APGD-DLR, then Square with 5,000 queries: the cascade that "
+             "takes the shipped cifar10_cpu defense to 0.4 % at Linf 8/255 "
+             "(results/defense_attack_convergence)"),
+}
+
+
+def expand_suites(items: Sequence[str]) -> list[str]:
+    """Replace every ``@NAME`` item by the attacks of :data:`SUITES` ``[NAME]``, in order."""
+    out: list[str] = []
+    for item in items:
+        item = item.strip()
+        if not item.startswith("@"):
+            out.append(item)
+            continue
+        name = item[1:]
+        if name not in SUITES:
+            raise ConfigError(f"unknown attack suite {item!r}; named suites: "
+                              + ", ".join(f"@{n}" for n in SUITES))
+        out.extend(SUITES[name][0])
+    return out
 
 
 def parse_value(text: str) -> Any:
