@@ -50,6 +50,13 @@ def test_table1_smoke_with_reused_models(data_root: Path, tmp_path: Path,
     report = (out / "report.md").read_text()
     for title in [c.title for c in plan.columns] + ["worst case", "natural ResNet-32"]:
         assert title in report
+    # compute time: each row's total is the sum of its columns' measured attack seconds
+    compute = report.split("## Compute time")[1].split("\n## ")[0]
+    for row in table["rows"]:
+        line = next(x for x in compute.splitlines() if x.startswith(f"| {row['title']} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        total = sum(float(row["columns"][c.key]["seconds"]) for c in plan.columns)
+        assert cells[-1] == f"{total:.0f}" and len(cells) == len(plan.columns) + 2
     for png in ["accuracy_vs_eps", "examples_defense", "atoms", "bpda_surrogate", "loss_landscape_natural",
                 "loss_landscape_defense"]:
         path = out / "plots" / f"{png}.png"

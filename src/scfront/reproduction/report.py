@@ -157,6 +157,30 @@ def render_table(table: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def render_compute(table: Mapping[str, Any]) -> list[str]:
+    """"Compute time": the measured attack seconds per row and column (sums over resumed runs).
+
+    Only the attacks' own time is stored per unit of work, so a run interrupted and resumed any
+    number of times still adds up to what the attacks cost; training, checks and figures are
+    not included.
+    """
+    evaluated = [r for r in table["rows"] if "reason" not in r]
+    if not evaluated:
+        return []
+    columns = table["plan"]["columns"]
+    header = ["model"] + [c["title"] for c in columns] + ["total"]
+    lines = ["", "## Compute time (attack seconds, summed over resumed runs)", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    grand = 0.0
+    for row in evaluated:
+        seconds = [float(row["columns"][c["key"]]["seconds"]) for c in columns]
+        grand += sum(seconds)
+        lines.append("| " + " | ".join([row["title"], *(f"{v:.0f}" for v in seconds), f"{sum(seconds):.0f}"]) + " |")
+    lines += ["", f"All rows: {grand:.0f} s = {grand / 3600:.2f} h of attacks (training, the gradient-masking "
+                  "checks and the figures come on top)."]
+    return lines
+
+
 def write_report(out_dir: Path, table: Mapping[str, Any], figures: Mapping[str, Path]) -> Path:
     """report.md: the table, what was not run and why, the attack settings, checks and plots."""
     plan = table["plan"]
@@ -174,6 +198,7 @@ def write_report(out_dir: Path, table: Mapping[str, Any], figures: Mapping[str, 
         if "reason" not in r:
             lines.append(f"- {r['title']}: {r['source']} `{r['path']}` "
                          f"(details: [eval/{r['name']}/results.json](eval/{r['name']}/results.json))")
+    lines += render_compute(table)
     lines += ["", "## Columns (attack, parameters)", ""]
     for c in plan["columns"]:
         extra = " + the preset's steps and restarts" if c["pgd_budget"] else ""
