@@ -69,7 +69,6 @@ def top_indices(magnitude: torch.Tensor, k: int, dim: int = -1, boundaries: tupl
     return indices
 
 
-
 @contextlib.contextmanager
 def ieee_fp32_convolutions() -> Iterator[None]:
     """Within the block, cuDNN convolutions of float32 tensors use full float32, not TF32.
@@ -82,19 +81,15 @@ def ieee_fp32_convolutions() -> Iterator[None]:
     """
     conv = getattr(torch.backends.cudnn, "conv", None)
     if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9
-        previous = conv.fp32_precision
-        conv.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            conv.fp32_precision = previous
+        owner, name, value = conv, "fp32_precision", "ieee"
     else:
-        previous_flag = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.allow_tf32 = previous_flag
+        owner, name, value = torch.backends.cudnn, "allow_tf32", False
+    previous = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, previous)
 
 
 def correlate(x: torch.Tensor, atoms: torch.Tensor, stride: int) -> torch.Tensor:
@@ -108,10 +103,9 @@ def correlate(x: torch.Tensor, atoms: torch.Tensor, stride: int) -> torch.Tensor
     discontinuous, so TF32 rounding changes the codes).
     """
     x = x.contiguous(memory_format=torch.channels_last)
-    if not x.is_cuda:
+    with ieee_fp32_convolutions() if x.is_cuda else contextlib.nullcontext():
         return F.conv2d(x, atoms, stride=stride)
-    with ieee_fp32_convolutions():
-        return F.conv2d(x, atoms, stride=stride)
+
 
 class Encoder(nn.Module, AtomShape):
     """Sparse coding encoder: images → ternary sparse codes (PAPER.md section 2).

@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,11 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
         saved = load_config(saved_path)
         if saved == config:
             return
-        diffs = _differences(to_dict(saved), to_dict(config))
-        identity = [d for d in diffs if not d.startswith(tuple(f"{k}:" for k in EXECUTION_SETTINGS))]
-        if identity:
-            shown = "; ".join(identity[:4]) + (f"; and {len(identity) - 4} more" if len(identity) > 4 else "")
+        # what the run trains: the saved configuration with this invocation's execution settings
+        trained = saved.replace({key: attrgetter(key)(config) for key in EXECUTION_SETTINGS})
+        if trained != config:
+            diffs = _differences(to_dict(trained), to_dict(config))
+            shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
             raise ConfigError(f"{run_dir} holds a run with another configuration ({shown}); "
                               "rerun with the same settings to resume, or choose a new --out")
         if (saved.train.device != config.train.device
