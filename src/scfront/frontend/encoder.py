@@ -75,8 +75,8 @@ def ieee_fp32_convolutions() -> Iterator[None]:
 
     cuDNN uses TF32 (10-bit mantissa) for float32 convolutions by default on recent GPUs. The
     encoder's coefficients then move by about 1e-3 relative, enough to change which atoms pass
-    top-T and the activation threshold: the shipped cifar10_cpu model classified 13 of the same
-    1,000 test images differently on an H200 (74.0 % clean) than on the CPU (75.3 %). The flag is
+    top-T and the activation threshold: the shipped cifar10_cpu model was 74.0 % clean on an
+    H200 and 75.3 % on the CPU, on the same 1,000 test images. The flag is
     global, so it is restored on exit; without CUDA the block changes nothing that is used.
     """
     conv = getattr(torch.backends.cudnn, "conv", None)
@@ -97,8 +97,8 @@ def correlate(x: torch.Tensor, atoms: torch.Tensor, stride: int) -> torch.Tensor
 
     x: (B, C, H, W); atoms: (n_atoms, C, p, p). Returns (B, n_atoms, H', W') stored
     channels-last, so that its (B, H', W', n_atoms) permutation, the layout of top-T, is
-    contiguous. The input is made channels-last first: oneDNN's convolution is then about 2.5x
-    faster on this shape, with bit-identical results (measured on CIFAR-10 test images). On CUDA
+    contiguous. The input is made channels-last first: oneDNN's convolution is then 2-3x faster
+    on this shape, with bit-identical results (``python -m benchmarks.bench_correlate``). On CUDA
     the convolution runs under :func:`ieee_fp32_convolutions` (top-T and the threshold are
     discontinuous, so TF32 rounding changes the codes).
     """
