@@ -13,40 +13,19 @@ load the machine are not valid (the load average is recorded before and after).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-# Before torch is imported: PyTorch's CPU allocator aligns large blocks to 2 MB huge pages when
-# this is set, which removes most of the page faults of fresh multi-megabyte activations.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scfront.runtime import configure_cpu  # noqa: E402  (needs the path above; imports no torch)
+
 PEAK_GFLOPS = 190.0  # fp32 peak of the 2-core development machine (AVX2 FMA, both cores)
 SUITES = ("frontend", "train_step", "pgd", "dictionary")
-
-
-def keep_freed_memory() -> bool:
-    """glibc: serve large blocks from the heap and keep freed memory (no mmap/munmap churn).
-
-    Activations of tens of MB are allocated and freed every step; returned to the OS each time,
-    they are page-faulted in again on every use. Returns whether the setting was applied.
-    """
-    if platform.system() != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
-    return bool(libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1)
-                and libc.mallopt(m_top_pad, 64 << 20))
 
 
 def main() -> int:
@@ -62,11 +41,10 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
 
-    allocator = keep_freed_memory()
+    # Before torch is imported: huge pages and glibc's keep-freed-memory mode, as the CLI does.
+    cpu = configure_cpu(args.threads)
     import torch
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     from benchmarks import bench_dictionary, bench_frontend, bench_pgd, bench_train_step
 
     load_before = os.getloadavg()
@@ -91,7 +69,7 @@ def main() -> int:
     summary: dict[str, object] = {
         "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch,
         "repeats": args.repeats, "thp_mem_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE"),
-        "glibc_keep_freed_memory": allocator, "peak_gflops": PEAK_GFLOPS,
+        "glibc_keep_freed_memory": cpu["keep_freed_memory"], "peak_gflops": PEAK_GFLOPS,
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "seconds": time.perf_counter() - start, "rows": rows,
     }

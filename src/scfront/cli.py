@@ -20,6 +20,7 @@ from typing import Sequence
 from scfront import __version__
 from scfront.config import PRESETS, DatasetName, RunConfig, load_config, load_preset
 from scfront.errors import ConfigError, ScfrontError
+from scfront.runtime import configure_cpu
 
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"scfront {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N",
+        help="torch CPU threads for this command (default: one per core); a training config's "
+             "train.num_threads takes precedence. Two one-thread processes (e.g. evaluate "
+             "--shard i/2) can outrun one two-thread process: see results/benchmarks.md",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -117,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     _setup_logging(args.verbose, args.quiet)
+    if args.threads is not None and args.threads < 1:
+        print(f"scfront: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    configure_cpu(args.threads)
     try:
         return int(args.handler(args) or 0)
     except ScfrontError as exc:

@@ -53,6 +53,33 @@ def test_forward_backward(name: str) -> None:
     assert without_grad == []
 
 
+_FIRST_CONV = {"resnet32": "conv1", "preact_resnet101": "conv1", "efficientnet_b0": "stem.0"}
+
+
+@pytest.mark.parametrize("name", sorted(_FIRST_CONV))
+def test_classifiers_compute_channels_last_on_the_cpu(name: str, monkeypatch) -> None:
+    """The first convolution sees channels-last input; logits and the input gradient (in the
+    caller's NCHW layout) match the all-NCHW computation."""
+    model = _model(name).eval()
+    seen = []
+    hook = model.get_submodule(_FIRST_CONV[name]).register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    x = _input(name).requires_grad_(True)
+    try:
+        logits = model(x)
+    finally:
+        hook.remove()
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    (grad,) = torch.autograd.grad(logits.sum(), x)
+    assert grad.is_contiguous()
+    module = __import__(type(model).__module__, fromlist=["cpu_channels_last"])
+    monkeypatch.setattr(module, "cpu_channels_last", lambda t: t)
+    x_ref = x.detach().clone().requires_grad_(True)
+    ref = model(x_ref)
+    (grad_ref,) = torch.autograd.grad(ref.sum(), x_ref)
+    torch.testing.assert_close(logits, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad, grad_ref, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_parameter_count_matches_metadata(name: str) -> None:
     model = _model(name)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scfront.models.layers import Normalize, SeededDropout
+from scfront.models.layers import Normalize, SeededDropout, cpu_channels_last
 from scfront.models.registry import CIFAR10_MEAN, CIFAR10_STD, register_model
 
 # (expansion, kernel, stride, output channels, repeats) per stage: EfficientNet-B0, Table 1.
@@ -105,7 +105,7 @@ class EfficientNet(nn.Module):
         self.classifier = nn.Linear(1280, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.silu(self.stem(self.norm(x)))
+        out = F.silu(self.stem(self.norm(cpu_channels_last(x))))
         out = F.silu(self.head(self.blocks(out)))
         return self.classifier(self.dropout(out.mean(dim=(2, 3))))
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scfront.models.layers import Normalize
+from scfront.models.layers import Normalize, cpu_channels_last
 from scfront.models.registry import CIFAR10_MEAN, CIFAR10_STD, register_model
 
 EXPANSION = 4
@@ -78,7 +78,7 @@ class PreActResNet(nn.Module):
         self.linear = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.stages(self.conv1(self.norm(x)))
+        out = self.stages(self.conv1(self.norm(cpu_channels_last(x))))
         out = F.relu(self.bn(out))
         return self.linear(out.mean(dim=(2, 3)))
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scfront.models.layers import Normalize, SeededDropout, match_channels
+from scfront.models.layers import Normalize, SeededDropout, cpu_channels_last, match_channels
 from scfront.models.registry import CIFAR10_MEAN, CIFAR10_STD, InputKind, register_model
 
 LEAK = 0.1  # slope of every leaky ReLU (Madry et al.)
@@ -101,7 +101,7 @@ class MadryResNet(nn.Module):
         return nn.Sequential(*units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.stem_dropout(self.conv1(self.norm(x)))
+        out = self.stem_dropout(self.conv1(self.norm(cpu_channels_last(x))))
         out = self.block3(self.block2(self.block1(out)))
         out = F.leaky_relu(self.bn1(out), LEAK)
         return self.linear(out.mean(dim=(2, 3)))

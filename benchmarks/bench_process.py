@@ -1,0 +1,94 @@
+"""Process-level settings of :mod:`scfront.runtime`, each measured in fresh processes running
+PGD-Linf (BPDA) on the shipped defended model, batch 250 random images:
+
+- allocator: huge pages + glibc keep-freed-memory vs the system defaults, CPU seconds of
+  3 PGD steps on one thread (the settings must precede torch's first allocation), alternating,
+  best of the repeats;
+- threads: one process with 2 threads vs two one-thread processes at the same time (what
+  ``scfront --threads 1 evaluate --shard i/2`` does), image-steps per second in total.
+
+    python -m benchmarks.bench_process [--repeats 3]     # from the repository root
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from scfront.runtime import OPT_OUT
+
+BATCH, STEPS = 250, 3
+
+
+def _child(threads: int) -> None:
+    """One measurement in this process; prints a JSON record on its last line."""
+    from scfront.runtime import configure_cpu
+
+    applied = configure_cpu(threads)
+    import torch
+
+    import scfront
+    from scfront.attacks.pgd import PGDLinf
+
+    model = scfront.load_pretrained("cifar10_cpu")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(BATCH, 3, 32, 32, generator=gen)
+    y = torch.randint(0, 10, (BATCH,), generator=gen)
+    attack = PGDLinf(steps=STEPS)
+    attack(model, x[:16], y[:16], generator=torch.Generator().manual_seed(1))  # warm-up
+    cpu, wall = float("inf"), float("inf")
+    for _ in range(2):
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
+        attack(model, x, y, generator=torch.Generator().manual_seed(1))
+        cpu = min(cpu, time.process_time() - start_cpu)
+        wall = min(wall, time.perf_counter() - start_wall)
+    print(json.dumps({"cpu_s": cpu, "rate": BATCH * STEPS / wall, "allocator": applied}))
+
+
+def _spawn(threads: int, system_allocator: bool) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in (OPT_OUT, "THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS")}
+    if system_allocator:
+        env[OPT_OUT] = "1"
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.bench_process", "--child", str(threads)],
+                            env=env, stdout=subprocess.PIPE, text=True)
+
+
+def _record(process: subprocess.Popen) -> dict:
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"benchmark child failed with status {process.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        _child(args.child)
+        return
+    cpu = {"tuned": float("inf"), "system": float("inf")}
+    rate = {"one process, 2 threads": 0.0, "two processes, 1 thread each": 0.0}
+    for _ in range(args.repeats):
+        for name in cpu:
+            cpu[name] = min(cpu[name], _record(_spawn(1, name == "system"))["cpu_s"])
+        rate["one process, 2 threads"] = max(rate["one process, 2 threads"], _record(_spawn(2, False))["rate"])
+        pair = [_spawn(1, False), _spawn(1, False)]
+        rate["two processes, 1 thread each"] = max(rate["two processes, 1 thread each"],
+                                                   sum(_record(p)["rate"] for p in pair))
+    print(f"allocator, 1 thread, {STEPS} PGD steps x {BATCH} images (best of {args.repeats}): "
+          f"tuned {cpu['tuned']:.2f} CPU s, system {cpu['system']:.2f} CPU s; "
+          f"saved {100 * (1 - cpu['tuned'] / cpu['system']):.1f} %")
+    for name, value in rate.items():
+        print(f"{name:<30} {value:7.1f} image-steps/s")
+    print(f"two one-thread processes / one two-thread process: "
+          f"{rate['two processes, 1 thread each'] / rate['one process, 2 threads']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
