@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from scfront.attacks import AttackResult, Norm, available_attacks, create_attack
+from scfront.attacks.base import frozen_parameters
 from scfront.attacks.gradient import keep_worst, loss_and_grad
 from scfront.attacks.losses import cross_entropy, cw_margin, dlr, dlr_targeted, make_loss
 from scfront.errors import ConfigError, InputError
@@ -238,6 +239,28 @@ def test_model_mode_and_parameters_are_left_alone(toy_model, toy_data) -> None:
         assert all(torch.equal(a, b) for a, b in zip(before, toy_model.parameters()))
     finally:
         toy_model.eval()
+
+
+def test_parameters_are_frozen_during_the_attack_and_restored(toy_model, toy_data) -> None:
+    """Custom autograd functions then skip weight gradients; flags come back as they were."""
+    x, y = toy_data
+    seen: list[bool] = []  # per forward pass that builds a graph: does any parameter require grad?
+    hook = toy_model.register_forward_pre_hook(
+        lambda m, args: seen.append(any(p.requires_grad for p in m.parameters())) if torch.is_grad_enabled() else None)
+    first = next(toy_model.parameters())
+    first.requires_grad_(False)  # a user's own frozen parameter stays frozen
+    try:
+        _attack("pgd-linf", toy_model, x[:8], y[:8])
+        assert seen and not any(seen)
+        flags = [p.requires_grad for p in toy_model.parameters()]
+        assert flags[0] is False and all(flags[1:])
+        with pytest.raises(ZeroDivisionError):
+            with frozen_parameters(toy_model):
+                1 / 0
+        assert [p.requires_grad for p in toy_model.parameters()] == flags
+    finally:
+        hook.remove()
+        first.requires_grad_(True)
 
 
 def test_bad_inputs_and_settings_raise_one_clear_error(toy_model, toy_data) -> None:
