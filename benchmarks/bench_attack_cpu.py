@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from scfront.runtime import OPT_OUT
+from scfront.runtime import OPT_IN
 
 BATCH, STEPS = 188, 3
 
@@ -91,9 +91,9 @@ def _frozen_child(repeats: int) -> None:
 
 
 def _spawn(threads: int, system_allocator: bool) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in (OPT_OUT, "THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS")}
-    if system_allocator:
-        env[OPT_OUT] = "1"
+    env = {k: v for k, v in os.environ.items() if k not in (OPT_IN, "THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS")}
+    if not system_allocator:
+        env[OPT_IN] = "1"
     return subprocess.Popen([sys.executable, "-m", "benchmarks.bench_attack_cpu", "--child", str(threads)],
                             env=env, stdout=subprocess.PIPE, text=True)
 

@@ -41,8 +41,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
 
-    # Before torch is imported: huge pages and glibc's keep-freed-memory mode, as the CLI does.
-    cpu = configure_cpu(args.threads)
+    # Before torch is imported: huge pages and glibc's keep-freed-memory mode.
+    cpu = configure_cpu(args.threads, allocator=True)
     import torch
 
     from benchmarks import bench_dictionary, bench_frontend, bench_pgd, bench_train_step

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scfront.cli import main
-from scfront.runtime import OPT_OUT, configure_cpu
+from scfront.runtime import OPT_IN, configure_cpu
 
 
 @pytest.fixture
@@ -25,14 +25,15 @@ def test_threads_are_set(restore_threads) -> None:
 
 def test_huge_pages_are_not_requested_once_torch_is_imported(monkeypatch) -> None:
     monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
-    applied = configure_cpu()
+    applied = configure_cpu(allocator=True)
     assert applied["huge_pages"] is False and "THP_MEM_ALLOC_ENABLE" not in os.environ
 
 
-def test_opt_out_leaves_the_allocator_alone(monkeypatch) -> None:
-    monkeypatch.setenv(OPT_OUT, "1")
-    applied = configure_cpu()
-    assert applied == {"huge_pages": False, "keep_freed_memory": False, "threads": None}
+def test_allocator_is_opt_in(monkeypatch) -> None:
+    monkeypatch.delenv(OPT_IN, raising=False)
+    assert configure_cpu() == {"huge_pages": False, "keep_freed_memory": False, "threads": None}
+    monkeypatch.setenv(OPT_IN, "0")
+    assert configure_cpu()["keep_freed_memory"] is False
 
 
 def test_invalid_thread_count() -> None:

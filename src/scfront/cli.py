@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=None, metavar="N",
         help="torch CPU threads for this command (default: one per core); a training config's "
              "train.num_threads takes precedence. Two one-thread processes (e.g. evaluate "
-             "--shard i/2) can outrun one two-thread process: see results/benchmarks.md",
+             "--shard i/2) can outrun one two-thread process: see results/benchmarks.md. "
+             "SCFRONT_TUNED_ALLOCATOR=1 enables huge pages and glibc's keep-freed-memory mode",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

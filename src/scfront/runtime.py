@@ -1,20 +1,18 @@
-"""Process-wide CPU settings of the ``scfront`` command: threads and the memory allocator.
+"""Process-wide CPU settings of the ``scfront`` command: threads and, opt-in, the allocator.
 
-Two measured wins on a 2-core CPU, applied by :func:`configure_cpu` before a command imports
-torch:
+Applied by :func:`configure_cpu` before a command imports torch:
 
-- **Allocator.** Evaluation and training allocate and free activations of tens of MB on every
-  step. By default glibc returns such blocks to the operating system and every reuse
-  page-faults them in again; PyTorch aligns them to 2 MB huge pages only when
-  ``THP_MEM_ALLOC_ENABLE`` is set. Keeping freed memory and using huge pages lowered the CPU
-  time of PGD on the shipped defended model by about 5 % (one thread, batch 250; ``python -m
-  benchmarks.bench_process``), and of the encoder's correlation alone by 3.4x
-  (``benchmarks/run.py`` applies the same settings). Set
-  ``SCFRONT_SYSTEM_ALLOCATOR=1`` to keep the system's defaults (the process's resident memory
-  then shrinks again after peaks).
 - **Threads.** ``--threads N`` sets torch's intra-op threads. On the 2-core development machine
-  two one-thread processes (e.g. ``scfront --threads 1 evaluate --shard i/2``) get more done
-  than one two-thread process (``python -m benchmarks.bench_process``; results/benchmarks.md).
+  two one-thread processes (e.g. ``scfront --threads 1 evaluate --shard i/2``) got 1.09x the
+  attack throughput of one two-thread process (``python -m benchmarks.bench_attack_cpu``;
+  results/benchmarks.md).
+- **Allocator (opt-in: ``SCFRONT_TUNED_ALLOCATOR=1``).** Activations of tens of MB are
+  allocated and freed on every step; by default glibc returns them to the operating system and
+  every reuse page-faults them in again, and PyTorch aligns them to 2 MB huge pages only when
+  ``THP_MEM_ALLOC_ENABLE`` is set. Keeping freed memory and using huge pages made the encoder's
+  correlation alone 3.4x cheaper in CPU time (``benchmarks/run.py`` always applies them), but
+  on whole PGD runs of the defended model the measured effect (-9 % to +9 % CPU time,
+  ``bench_attack_cpu``) is inside this machine's run-to-run spread, so it is not the default.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ import os
 import platform
 import sys
 
-OPT_OUT = "SCFRONT_SYSTEM_ALLOCATOR"
+OPT_IN = "SCFRONT_TUNED_ALLOCATOR"
 
 
 def keep_freed_memory() -> bool:
@@ -43,8 +41,8 @@ def keep_freed_memory() -> bool:
                 and libc.mallopt(m_top_pad, 64 << 20))
 
 
-def configure_cpu(threads: int | None = None) -> dict[str, object]:
-    """Apply the allocator settings (unless opted out) and the thread count; returns what was done.
+def configure_cpu(threads: int | None = None, allocator: bool | None = None) -> dict[str, object]:
+    """Apply the thread count and, if asked, the allocator settings; returns what was done.
 
     Call before the first tensor is allocated: PyTorch reads ``THP_MEM_ALLOC_ENABLE`` once, so
     when torch is already imported the variable is left unset (reported as ``huge_pages: False``).
@@ -52,11 +50,14 @@ def configure_cpu(threads: int | None = None) -> dict[str, object]:
     Args:
         threads: torch intra-op threads, >= 1; ``None`` keeps torch's default (one per core,
             or ``OMP_NUM_THREADS``).
+        allocator: huge pages + keep freed memory; ``None`` reads ``SCFRONT_TUNED_ALLOCATOR``.
     """
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    if allocator is None:
+        allocator = os.environ.get(OPT_IN, "") not in ("", "0")
     applied: dict[str, object] = {"huge_pages": False, "keep_freed_memory": False, "threads": None}
-    if os.environ.get(OPT_OUT, "") in ("", "0"):
+    if allocator:
         if "torch" not in sys.modules:
             os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
             applied["huge_pages"] = os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
