@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import (DenseReferenceFrontend, TOLERANCE, cifar_batch, compare, max_diff,
-                               reference_dictionary, sparse_layer_macs, timing_fields)
+from benchmarks.common import (DenseReferenceFrontend, NCHWClassifier, TOLERANCE, cifar_batch, compare,
+                               max_diff, reference_dictionary, sparse_layer_macs, timing_fields)
 from scfront.config import DecoderName, FrontendConfig
 from scfront.frontend import build_frontend
 from scfront.models import create_model
@@ -29,7 +29,7 @@ from scfront.models.init import initialize_
 def build_models(decoder: DecoderName, seed: int = 0) -> tuple[DefendedModel, nn.Module]:
     frontend = build_frontend(FrontendConfig(decoder=decoder), 32, reference_dictionary())
     fast = initialize_(DefendedModel(frontend, create_model("resnet32")), torch.Generator().manual_seed(seed))
-    dense = nn.Sequential(DenseReferenceFrontend(fast.frontend), copy.deepcopy(fast.classifier))
+    dense = nn.Sequential(DenseReferenceFrontend(fast.frontend), NCHWClassifier(copy.deepcopy(fast.classifier)))
     fast.classifier.to(memory_format=torch.channels_last)
     return fast, dense
 
@@ -84,7 +84,7 @@ def run(batch: int = 128, repeats: int = 3) -> list[dict]:
     # the classifier alone, for scale: what the frontend adds to a plain ResNet-32 step
     resnet = initialize_(create_model("resnet32"), torch.Generator().manual_seed(0)).train()
     resnet_cl = copy.deepcopy(resnet).to(memory_format=torch.channels_last)
-    t = compare({"nchw": make_step(resnet, x, y), "cl": make_step(resnet_cl, x, y)}, repeats)
+    t = compare({"nchw": make_step(NCHWClassifier(resnet), x, y), "cl": make_step(resnet_cl, x, y)}, repeats)
     rows.append({"benchmark": "train_step_resnet32_only", "batch": batch,
                  **timing_fields(t, batch, dense="nchw", fast="cl")})
     return rows

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +145,23 @@ class DenseReferenceFrontend(nn.Module):
             else:
                 out = F.relu(next(convs)(out))
         return center_crop(out, self.image_size).clamp(0.0, 1.0)
+
+
+class NCHWClassifier(nn.Module):
+    """A scfront classifier computed in NCHW throughout, as the original code did.
+
+    scfront's classifiers copy their input to channels-last on the CPU
+    (:func:`scfront.models.layers.cpu_channels_last`); the dense reference must not.
+    """
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.inner = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        module = sys.modules[type(self.inner).__module__]
+        with mock.patch.object(module, "cpu_channels_last", lambda t: t):
+            return self.inner(x)
 
 
 def load_average() -> tuple[float, float, float]:

@@ -180,6 +180,29 @@ def test_top_indices_breaks_ties_by_lower_index_in_any_layout() -> None:
     assert torch.equal(first.sort(1).values, expected.sort(1).values)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_top_indices_integer_path_matches_the_float_selection(dtype) -> None:
+    from scfront.frontend.encoder import _order_preserving_bits
+
+    g = torch.Generator().manual_seed(3)
+    mags = torch.rand(6, 50, 4, 4, generator=g, dtype=dtype)
+    mags[0, :5] = 0.5  # exact ties at the boundaries
+    mags[1, :3] = float("inf")
+    assert _order_preserving_bits(mags).dtype in (torch.int32, torch.int64)
+    for dim, x in ((1, mags), (-1, mags.permute(0, 2, 3, 1))):  # strided and contiguous rows
+        got = top_indices(x, 9, dim=dim, boundaries=(4,))
+        expected = torch.sort(x, dim=dim, descending=True, stable=True).indices.narrow(dim, 0, 9)
+        assert torch.equal(got.narrow(dim, 0, 4).sort(dim).values, expected.narrow(dim, 0, 4).sort(dim).values)
+        assert torch.equal(got.sort(dim).values, expected.sort(dim).values)
+    # negative values, -0.0 and NaN keep the float path (their bit patterns do not order)
+    for bad in (-1.0, -0.0, float("nan")):
+        x = mags.clone()
+        x[2, 7, 1, 1] = bad
+        assert _order_preserving_bits(x).dtype == dtype
+    signed = torch.tensor([[-3.0, 2.0, -1.0, 0.5]])
+    assert top_indices(signed, 2)[0].tolist() == [1, 3]
+
+
 def test_correlate_is_conv2d_and_the_precision_flag_is_restored():
     from scfront.frontend.encoder import correlate, ieee_fp32_convolutions
 

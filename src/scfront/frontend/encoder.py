@@ -47,13 +47,18 @@ def top_indices(magnitude: torch.Tensor, k: int, dim: int = -1, boundaries: tupl
     does not depend on the memory layout or on k (``torch.topk`` alone leaves ties unspecified,
     and the coherent CIFAR-10 dictionary does produce exactly equal float32 |z| at times).
     Rows with such ties, rare, are re-ranked by a stable sort.
+
+    magnitude: any shape, float; non-negative float32/float64 (e.g. |z|) takes a faster path:
+    the selection runs on the integer view of the bits, whose order is the same for
+    non-negative floats (``torch.topk`` on int32 was 1.4-1.6x faster than on float32 for rows
+    of 500 on this CPU; identical indices).
     """
     if magnitude.ndim == 1:
         return top_indices(magnitude.unsqueeze(0), k, -1, boundaries)[0]
     n = magnitude.shape[dim]
     if k >= n:
         return torch.sort(magnitude, dim=dim, descending=True, stable=True).indices
-    values, indices = torch.topk(magnitude, k + 1, dim=dim, sorted=True)
+    values, indices = torch.topk(_order_preserving_bits(magnitude), k + 1, dim=dim, sorted=True)
     tied = torch.zeros_like(values.select(dim, 0), dtype=torch.bool)
     for place in {k, *boundaries}:
         if 0 < place <= k:
@@ -67,6 +72,30 @@ def top_indices(magnitude: torch.Tensor, k: int, dim: int = -1, boundaries: tupl
         moved_idx[rows] = fixed
         indices = moved_idx.movedim(-1, dim)
     return indices
+
+
+_SAME_SIZE_INT = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def _order_preserving_bits(x: torch.Tensor) -> torch.Tensor:
+    """``x`` viewed as integers when that keeps its order (float32/64, entries in [+0, +inf]).
+
+    IEEE floats of the same sign order like their bit patterns. Any negative float, -0.0
+    included, has a negative pattern and any NaN a pattern above +inf's, so one min/max pass
+    over the bits (in memory order) decides; otherwise ``x`` is returned unchanged.
+    """
+    int_type = _SAME_SIZE_INT.get(x.dtype)
+    if int_type is None or x.numel() == 0:
+        return x
+    bits = x.view(int_type)
+    in_memory_order = bits.permute(*sorted(range(bits.ndim), key=lambda d: -bits.stride(d)))
+    if not in_memory_order.is_contiguous():  # overlapping or gapped storage: not worth it
+        return x
+    low, high = torch.aminmax(in_memory_order)
+    infinity = torch.tensor(float("inf"), dtype=x.dtype).view(int_type)
+    if bool(low < 0) or bool(high > infinity):
+        return x
+    return bits
 
 
 @contextlib.contextmanager
