@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -121,6 +122,16 @@ def test_cascade_semantics_and_worst_case(cascade_run):
         expected[item.positions[item.success]] = pos
     expected[~correct] = -2
     assert results["broken_by"] == expected.tolist()
+
+
+def test_background_runs_log_a_line_per_unit_and_check(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="scfront.evaluation")
+    _run(tmp_path, items=("pgd-linf:steps=2",), checks=True)
+    units = [r.getMessage() for r in caplog.records if "[1/1] pgd-linf batch" in r.getMessage()]
+    assert len(units) == 4  # 16 images in batches of 5
+    assert all(tmp_path.name in m and " s" in m for m in units)
+    checks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("check ")]
+    assert any("more-steps" in m for m in checks)
 
 
 def test_no_cascade_runs_every_attack_on_every_correct_point(tmp_path):

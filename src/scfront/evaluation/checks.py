@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Any, Sequence
 
 import torch
@@ -100,6 +101,7 @@ def run_checks(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequen
     settings = _gradient_settings(attacks)
     todo = [name for name in CHECKS if name != "blackbox-vs-whitebox" and store.read_check(name) is None]
     for name in tqdm(todo, desc="checks", disable=not progress):
+        start = time.perf_counter()
         gen = unit_generator(spec.seed, "check", name, device=device)
         record: dict[str, Any] = {"n": k}
         if name == "large-eps":
@@ -144,6 +146,8 @@ def run_checks(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequen
                     variants.append({"top_u": top_u, "steepness": steepness, "robust": robust.tolist()})
                 record.update(applicable=True, eps=eps, variants=variants)
         store.write_check(name, record)
+        if not progress:  # background runs: a log line per check instead of a bar
+            log.info("check %s done on %d images in %.0f s", name, k, time.perf_counter() - start)
 
 
 def checks_complete(store: StateStore) -> bool:

@@ -148,6 +148,10 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
             meta = {"seconds": time.perf_counter() - start, "queries": counter.queries - queries_before}
             store.write(path, tensors, meta)
             bar.set_postfix(broken=int(tensors["success"].sum()), ran=int(idx.numel()))
+            if not progress:  # background runs: one log line per finished unit instead of a bar
+                log.info("%s: [%d/%d] %s batch %d (%d of %d here): broke %d of %d in %.0f s", out_dir.name,
+                         pos + 1, len(attacks), attack.name, b, batches.index(b) + 1, len(batches),
+                         int(tensors["success"].sum()), int(idx.numel()), meta["seconds"])
     if spec.checks and shard.runs_checks:
         from scfront.evaluation.checks import run_checks
 
