@@ -12,16 +12,14 @@ gradient as each other.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import time
 from pathlib import Path
 from typing import Callable
-from unittest import mock
 
 import torch
 
-from benchmarks.common import TOLERANCE, cifar_batch, max_diff
+from benchmarks.common import TOLERANCE, NCHWClassifier, cifar_batch, max_diff
 from scfront.models.saving import load_model
 
 MODEL = Path(__file__).resolve().parents[1] / "results" / "train" / "cifar10_cpu_natural"
@@ -48,19 +46,15 @@ def main() -> None:
     model = load_model(MODEL).eval()
     x = cifar_batch(args.batch)
 
-    def layout_of(name: str) -> contextlib.AbstractContextManager:
-        """"nchw": the classifier keeps its input as it comes; "channels_last": scfront's code."""
-        if name == "nchw":
-            return mock.patch("scfront.models.resnet32.cpu_channels_last", lambda t: t)
-        return contextlib.nullcontext()
+    # "nchw": computed in the layout the images arrive in; "channels_last": scfront's classifier
+    models = {"nchw": NCHWClassifier(model), "channels_last": model}
 
     def inference(layout: str) -> torch.Tensor:
-        with torch.no_grad(), layout_of(layout):
-            return model(x)
+        with torch.no_grad():
+            return models[layout](x)
 
     def gradient(layout: str) -> tuple[torch.Tensor, torch.Tensor]:
-        with layout_of(layout):
-            return _input_gradient(model, x)
+        return _input_gradient(models[layout], x)
 
     diff_logits = max(max_diff(inference("nchw"), inference("channels_last")),
                       max_diff(gradient("nchw")[0], gradient("channels_last")[0]))

@@ -125,11 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     _setup_logging(args.verbose, args.quiet)
-    if args.threads is not None and args.threads < 1:
-        print(f"scfront: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return 2
-    configure_cpu(args.threads)
     try:
+        configure_cpu(args.threads)
         return int(args.handler(args) or 0)
     except ScfrontError as exc:
         print(f"scfront: error: {exc}", file=sys.stderr)

@@ -22,6 +22,8 @@ import os
 import platform
 import sys
 
+from scfront.errors import ConfigError
+
 OPT_IN = "SCFRONT_TUNED_ALLOCATOR"
 
 
@@ -48,12 +50,12 @@ def configure_cpu(threads: int | None = None, allocator: bool | None = None) -> 
     when torch is already imported the variable is left unset (reported as ``huge_pages: False``).
 
     Args:
-        threads: torch intra-op threads, >= 1; ``None`` keeps torch's default (one per core,
-            or ``OMP_NUM_THREADS``).
+        threads: torch intra-op threads, >= 1 (else :class:`ConfigError`); ``None`` keeps
+            torch's default (one per core, or ``OMP_NUM_THREADS``).
         allocator: huge pages + keep freed memory; ``None`` reads ``SCFRONT_TUNED_ALLOCATOR``.
     """
     if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     if allocator is None:
         allocator = os.environ.get(OPT_IN, "") not in ("", "0")
     applied: dict[str, object] = {"huge_pages": False, "keep_freed_memory": False, "threads": None}

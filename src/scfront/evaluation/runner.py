@@ -122,7 +122,7 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
         store.write(path, {"pred": pred}, {"seconds": time.perf_counter() - start})
     for pos, attack in enumerate(attacks):
         bar = tqdm(batches, desc=f"[{pos + 1}/{len(attacks)}] {attack.name}", disable=not progress)
-        for b in bar:
+        for done, b in enumerate(bar, 1):
             path = store.attack_path(pos, attack.name, b)
             if path.is_file():
                 continue
@@ -150,7 +150,7 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
             bar.set_postfix(broken=int(tensors["success"].sum()), ran=int(idx.numel()))
             if not progress:  # background runs: one log line per finished unit instead of a bar
                 log.info("%s: [%d/%d] %s batch %d (%d of %d here): broke %d of %d in %.0f s", out_dir.name,
-                         pos + 1, len(attacks), attack.name, b, batches.index(b) + 1, len(batches),
+                         pos + 1, len(attacks), attack.name, b, done, len(batches),
                          int(tensors["success"].sum()), int(idx.numel()), meta["seconds"])
     if spec.checks and shard.runs_checks:
         from scfront.evaluation.checks import run_checks
