@@ -66,3 +66,45 @@ def test_table1_smoke_with_reused_models(data_root: Path, tmp_path: Path,
     # a rerun resumes: same table, nothing recomputed differently
     assert main(argv) == 0
     assert json.loads((out / "table1.json").read_text()) == table
+
+
+def test_rows_record_merges_other_invocations(tmp_path: Path) -> None:
+    from scfront.reproduction.rows import RowSource
+    from scfront.reproduction.table1 import merged_rows_record
+
+    path = tmp_path / "rows.json"
+    plan = {"n_images": 4, "columns": []}
+    defense = [RowSource("defense", "reuse", tmp_path / "d")]
+    natural = [RowSource("natural", "reuse", tmp_path / "n"), RowSource("trades", "not_run", reason="why")]
+    assert [r["name"] for r in merged_rows_record(path, "cpu", plan, defense)["rows"]] == ["defense"]
+    path.write_text(json.dumps(merged_rows_record(path, "cpu", plan, defense)))
+    merged = merged_rows_record(path, "cpu", plan, natural)
+    # the other invocation's row is kept, in the table's row order
+    assert [r["name"] for r in merged["rows"]] == ["natural", "trades", "defense"]
+    assert merged["rows"][2]["path"] == str(tmp_path / "d")
+    # this invocation's record wins over the file's for its own rows
+    path.write_text(json.dumps(merged))
+    again = merged_rows_record(path, "cpu", plan, [RowSource("defense", "reuse", tmp_path / "d2")])
+    assert again["rows"][2]["path"] == str(tmp_path / "d2")
+    # another preset or plan, or a corrupt file: replaced
+    assert [r["name"] for r in merged_rows_record(path, "smoke", plan, defense)["rows"]] == ["defense"]
+    assert [r["name"] for r in merged_rows_record(path, "cpu", {"n_images": 8}, defense)["rows"]] == ["defense"]
+    path.write_text("{not json")
+    assert [r["name"] for r in merged_rows_record(path, "cpu", plan, defense)["rows"]] == ["defense"]
+
+
+def test_report_marks_rows_still_being_evaluated_elsewhere(tmp_path: Path) -> None:
+    from scfront.reproduction.report import build_table, write_report
+
+    plan = {"n_images": 4, "subset_seed": 0, "steps": 2, "restarts": 1, "budget": {},
+            "columns": [{"key": "pgd-linf", "title": "PGD-Linf", "attacks": ["pgd-linf"], "pgd_budget": True,
+                         "median_norm": False}]}
+    rows = [{"name": "trades", "kind": "not_run", "path": None, "reason": "too slow"},
+            {"name": "defense", "kind": "reuse", "path": "d", "reason": ""}]
+    (tmp_path / "rows.json").write_text(json.dumps({"preset": "cpu", "plan": plan, "rows": rows}))
+    table = build_table(tmp_path)
+    assert table["rows"][1]["pending"] is True and "clean" not in table["rows"][1]
+    report = write_report(tmp_path, table, {}).read_text()
+    assert "| sparse coding frontend + ResNet-32 | pending | pending | pending |" in report
+    assert "## Rows pending" in report and "## Compute time" not in report
+    assert "| TRADES ResNet-32 | not run | not run | not run |" in report

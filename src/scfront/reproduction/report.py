@@ -113,7 +113,11 @@ def blackbox_vs_whitebox_columns(columns: Mapping[str, Mapping[str, Any]]) -> di
 
 
 def build_table(out_dir: Path) -> dict[str, Any]:
-    """table1.json from ``rows.json`` and ``eval/<row>/results.json``."""
+    """table1.json from ``rows.json`` and ``eval/<row>/results.json``.
+
+    A row whose merged results.json does not exist yet (being evaluated by another ``--rows``
+    invocation into the same folder) is kept with ``"pending": true`` and no numbers.
+    """
     meta = _read_json(out_dir / "rows.json")
     rows = []
     for record in meta["rows"]:
@@ -121,6 +125,8 @@ def build_table(out_dir: Path) -> dict[str, Any]:
                                "source": record["kind"], "path": record["path"]}
         if record["kind"] == "not_run":
             row["reason"] = record["reason"]
+        elif not (out_dir / "eval" / record["name"] / RESULTS_FILE).is_file():
+            row["pending"] = True  # recorded by another --rows invocation that has not finished
         else:
             res = _read_json(out_dir / "eval" / record["name"] / RESULTS_FILE)
             row.update(clean=res["clean_accuracy"], worst_case=res["worst_case_accuracy"],
@@ -141,8 +147,9 @@ def render_table(table: Mapping[str, Any]) -> list[str]:
     header = ["model", "clean"] + [c["title"] for c in columns] + ["worst case"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table["rows"]:
-        if "reason" in row:
-            lines.append("| " + " | ".join([row["title"]] + ["not run"] * (len(header) - 1)) + " |")
+        if "reason" in row or row.get("pending"):
+            cell = "pending" if row.get("pending") else "not run"
+            lines.append("| " + " | ".join([row["title"]] + [cell] * (len(header) - 1)) + " |")
             continue
         cells = [row["title"], _pct(row["clean"])]
         for c in columns:
@@ -164,7 +171,7 @@ def render_compute(table: Mapping[str, Any]) -> list[str]:
     number of times still adds up to what the attacks cost; training, checks and figures are
     not included.
     """
-    evaluated = [r for r in table["rows"] if "reason" not in r]
+    evaluated = [r for r in table["rows"] if "clean" in r]
     if not evaluated:
         return []
     columns = table["plan"]["columns"]
@@ -193,9 +200,14 @@ def write_report(out_dir: Path, table: Mapping[str, Any], figures: Mapping[str, 
     not_run = [r for r in table["rows"] if "reason" in r]
     if not_run:
         lines += ["", "## Rows not run", ""] + [f"- {r['title']}: {r['reason']}" for r in not_run]
+    pending = [r for r in table["rows"] if r.get("pending")]
+    if pending:
+        lines += ["", "## Rows pending", ""] + [
+            f"- {r['title']}: no results in eval/{r['name']}/ yet (another `--rows` invocation into this "
+            "folder has not finished; rerun without `--rows` when it has)" for r in pending]
     lines += ["", "## Models", ""]
     for r in table["rows"]:
-        if "reason" not in r:
+        if "clean" in r:
             lines.append(f"- {r['title']}: {r['source']} `{r['path']}` "
                          f"(details: [eval/{r['name']}/results.json](eval/{r['name']}/results.json))")
     lines += render_compute(table)

@@ -2,7 +2,8 @@
 
 Output folder::
 
-    rows.json                     where each row's model came from (or why it was not run)
+    rows.json                     where each row's model came from (or why it was not run);
+                                  invocations with other ``--rows`` add their rows to it
     models/<row>/                 run folders of the models trained here (resumable)
     eval/<row>/<column>/          one scfront evaluation per column (resumable, own results.json)
     eval/<row>/results.json       the model's results (DESIGN.md schema) merged from its columns
@@ -11,11 +12,16 @@ Output folder::
 
 Rerunning the same command resumes: trained runs, finished evaluation units and sweep points
 are kept. The table (:mod:`.report`) is built only from ``rows.json`` and the results.json files.
+Rows can be produced by separate invocations into the same folder, one after another or side by
+side (``--rows natural,pgd_at`` and ``--rows defense``): each keeps the others' rows in
+``rows.json`` and its report shows a row still being evaluated elsewhere as pending. One last
+invocation without ``--rows`` finds every column and sweep done and draws the joint figures.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +126,7 @@ def run_table1(settings: Table1Settings) -> dict[str, Any]:
     test = load_dataset(defense.data, settings.data_root, "test")
     index = eval_subset_indices(len(test), plan.evaluation.n_images, plan.evaluation.subset_seed)
     data = EvalData(index, test.images[index], test.labels[index])
-    atomic_write_json(out / ROWS_FILE, {"preset": settings.preset, "plan": _plan_record(plan),
-                                        "rows": [_row_record(s) for s in sources]})
+    atomic_write_json(out / ROWS_FILE, merged_rows_record(out / ROWS_FILE, settings.preset, _plan_record(plan), sources))
     models: dict[str, nn.Module] = {}
     for source in sources:
         if source.kind == "not_run":
@@ -135,6 +140,25 @@ def run_table1(settings: Table1Settings) -> dict[str, Any]:
     table = build_table(out)
     write_report(out, table, figures)
     return table
+
+
+def merged_rows_record(path: Path, preset: str, plan: dict[str, Any],
+                       sources: list[RowSource]) -> dict[str, Any]:
+    """The content of ``rows.json``: this invocation's rows, plus the rows an earlier invocation
+    with other ``--rows`` recorded in ``path`` for the same preset and plan (in :data:`ROWS`
+    order). A record of another preset or plan, or an unreadable file, is replaced."""
+    records = {s.name: _row_record(s) for s in sources}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            keep = old["rows"] if old.get("preset") == preset and old.get("plan") == plan else []
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s is unreadable; it is rewritten with this invocation's rows", path)
+            keep = []
+        for record in keep:
+            if record.get("name") in ROWS:
+                records.setdefault(record["name"], record)
+    return {"preset": preset, "plan": plan, "rows": [records[name] for name in ROWS if name in records]}
 
 
 def _plan_record(plan: Table1Plan) -> dict[str, Any]:
