@@ -259,3 +259,45 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_results(tmp_path, cascade_ru
     b = load_adversarials(cascade_run[0] / "adversarials.safetensors")
     for x, y in zip(a.attacks, b.attacks, strict=True):
         assert x.name == y.name and torch.equal(x.positions, y.positions) and torch.equal(x.x_adv, y.x_adv)
+
+
+class _BatchNormNet(nn.Module):
+    """An MLP with BatchNorm: in training mode a forward pass would change its running statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = _mlp(2)
+        self.norm = nn.BatchNorm1d(10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.mlp(x))
+
+
+def test_evaluation_leaves_the_model_in_eval_mode_and_unchanged(tmp_path) -> None:
+    """A regression test: the runner's query-counting wrapper used to start in training mode, so
+    the first attack restored *training* mode on the model, and the minimum-norm attacks'
+    (Boundary) success check then ran BatchNorm on batch statistics and updated them."""
+    model = _BatchNormNet().eval()
+    with torch.no_grad():
+        model.norm.running_mean.uniform_(-0.5, 0.5)
+        model.norm.running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data, pool = _data(model)
+    attacks = build_suite(["pgd-linf:eps=0.03:steps=2:step_size=0.01", "boundary:eps=0.3:steps=5"], pool=StartPool(pool))
+    evaluate(model, data, attacks, tmp_path / "e", batch_size=5, checks=False, progress=False)
+    assert not any(m.training for m in model.modules())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_an_attack_restores_each_submodules_own_mode() -> None:
+    """A wrapper whose own flag differs from its children's gets every flag back as it was."""
+    from scfront.attacks.registry import create_attack
+
+    inner = _BatchNormNet().eval()
+    wrapper = nn.Sequential(inner)
+    wrapper.training = True  # what nn.Module() gives a new wrapper around an eval-mode model
+    x = torch.rand(4, 3, 8, 8)
+    y = torch.zeros(4, dtype=torch.long)
+    create_attack("pgd-linf", eps=0.03, steps=1, step_size=0.01)(wrapper, x, y)
+    assert wrapper.training and not inner.training and not inner.norm.training

@@ -86,8 +86,8 @@ class Attack(abc.ABC):
 
         Args:
             model: maps (N, C, H, W) float in [0, 1] to logits (N, K); kept in eval mode during
-                the attack (its previous mode is restored afterwards); its parameters receive
-                no gradient.
+                the attack (every submodule's previous mode is restored afterwards); its
+                parameters receive no gradient.
             x: (N, C, H, W) float in [0, 1]. y: (N,) integer labels.
             generator: explicit randomness (``None``: torch's default generator).
         Returns:
@@ -97,7 +97,7 @@ class Attack(abc.ABC):
         """
         lower, upper = (0.0, 1.0) if self.threat is None else (self.threat.lower, self.threat.upper)
         y = _validate(x, y, lower, upper)
-        was_training = model.training
+        modes = [(module, module.training) for module in model.modules()]
         model.eval()
         try:
             x = x.detach()
@@ -116,7 +116,9 @@ class Attack(abc.ABC):
                 extra = {"distance": self.threat.distance(x_adv, x)}
             success = predict(model, x_adv) != y
         finally:
-            model.train(was_training)
+            for module, training in modes:  # each module's own mode: a wrapper's flag may differ
+                module.training = training  # from its children's, and model.train(flag) would
+                                            # overwrite theirs
         return AttackResult(x_adv=x_adv, success=success, extra=extra)
 
 

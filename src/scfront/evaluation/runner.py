@@ -110,7 +110,9 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
     write_or_check_spec(out_dir, spec)
     if not store.subset_path.is_file():
         store.write(store.subset_path, {"indices": data.indices, "images": data.images, "labels": data.labels})
-    counter = QueryCounter(model.to(device).eval())
+    # eval() on the wrapper, not only the model: a wrapper left in training mode would hand its
+    # mode to the model when an attack restores it (BatchNorm then updates its statistics)
+    counter = QueryCounter(model.to(device)).eval()
     batches = shard.batches(spec)
     for b in tqdm(batches, desc="clean", disable=not progress, leave=False):
         path = store.clean_path(b)
