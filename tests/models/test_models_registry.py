@@ -7,6 +7,7 @@ import functools
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from scfront.errors import ConfigError
 from scfront.models import InputKind, count_parameters, create_model, list_models, model_info
@@ -177,3 +178,19 @@ def test_unknown_model_and_bad_arguments_are_clear_errors() -> None:
         create_model("resnet32", width=3)
     with pytest.raises(ConfigError, match="num_classes"):
         create_model("resnet32", num_classes=0)
+
+
+def test_eval_mode_restores_each_submodules_own_mode() -> None:
+    from scfront.models.layers import eval_mode
+
+    inner = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Dropout(0.5)).eval()
+    inner[2].train()  # mixed modes inside the model
+    wrapper = nn.Sequential(inner)
+    wrapper.training = True  # a new wrapper around an eval-mode model
+    before = [m.training for m in wrapper.modules()]
+    with eval_mode(wrapper):
+        assert not any(m.training for m in wrapper.modules())
+    assert [m.training for m in wrapper.modules()] == before
+    with pytest.raises(RuntimeError), eval_mode(wrapper):
+        raise RuntimeError("restored on errors too")
+    assert [m.training for m in wrapper.modules()] == before

@@ -21,6 +21,7 @@ from torch import nn
 
 from scfront.attacks.threat import ThreatModel
 from scfront.errors import InputError
+from scfront.models.layers import eval_mode
 
 __all__ = ["Attack", "AttackResult", "bpda_rules", "frozen_parameters", "predict"]
 
@@ -97,9 +98,7 @@ class Attack(abc.ABC):
         """
         lower, upper = (0.0, 1.0) if self.threat is None else (self.threat.lower, self.threat.upper)
         y = _validate(x, y, lower, upper)
-        modes = [(module, module.training) for module in model.modules()]
-        model.eval()
-        try:
+        with eval_mode(model):
             x = x.detach()
             with frozen_parameters(model):
                 x_adv = self.run(model, x, y, generator).detach()
@@ -115,10 +114,6 @@ class Attack(abc.ABC):
                     raise RuntimeError(f"{self.name}: {int(outside.sum())} points left the threat model")
                 extra = {"distance": self.threat.distance(x_adv, x)}
             success = predict(model, x_adv) != y
-        finally:
-            for module, training in modes:  # each module's own mode: a wrapper's flag may differ
-                module.training = training  # from its children's, and model.train(flag) would
-                                            # overwrite theirs
         return AttackResult(x_adv=x_adv, success=success, extra=extra)
 
 

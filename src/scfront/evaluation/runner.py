@@ -110,8 +110,7 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
     write_or_check_spec(out_dir, spec)
     if not store.subset_path.is_file():
         store.write(store.subset_path, {"indices": data.indices, "images": data.images, "labels": data.labels})
-    # eval() on the wrapper, not only the model: a wrapper left in training mode would hand its
-    # mode to the model when an attack restores it (BatchNorm then updates its statistics)
+    # the wrapper in eval mode like the model (a new nn.Module starts in training mode)
     counter = QueryCounter(model.to(device)).eval()
     batches = shard.batches(spec)
     for b in tqdm(batches, desc="clean", disable=not progress, leave=False):

@@ -1,4 +1,5 @@
-"""Small building blocks shared by the classifiers: input layout, normalisation, seeded dropout.
+"""Small building blocks shared by the classifiers: input layout, eval mode, normalisation,
+seeded dropout.
 
 Every random layer of scfront draws from an explicit :class:`torch.Generator` held in its
 ``generator`` attribute (``None``: torch's default generator). The training loop assigns one
@@ -8,7 +9,8 @@ run bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,24 @@ def cpu_channels_last(x: torch.Tensor) -> torch.Tensor:
     if out.requires_grad:
         out.register_hook(lambda grad: grad.contiguous())
     return out
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block ``model`` and all its submodules are in eval mode; afterwards every
+    submodule gets back its own previous mode.
+
+    Restoring each flag, not ``model.train(previous)``, matters for wrappers: a new
+    ``nn.Module`` around an eval-mode model starts in training mode, and ``train(True)`` on it
+    would put the wrapped model (its BatchNorm and dropout) into training mode.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 class Normalize(nn.Module):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scfront.models.layers import eval_mode
+
 
 @torch.no_grad()
 def count_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -31,13 +33,10 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              batch_size: int = 500, device: torch.device | str = "cpu") -> float:
     """Fraction in [0, 1] of correctly classified ``images`` (see :func:`count_correct`).
 
-    The model is switched to eval mode for the measurement and restored afterwards.
+    The model is switched to eval mode for the measurement; every submodule's mode is restored
+    afterwards.
     """
     if images.shape[0] == 0:
         raise ValueError("accuracy of an empty set is undefined")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return count_correct(model, images, labels, batch_size, device) / int(images.shape[0])
-    finally:
-        model.train(was_training)
