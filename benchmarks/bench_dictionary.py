@@ -1,5 +1,5 @@
 """Dictionary learning to a fixed held-out objective: the fast torch learner vs the original
-(scikit-learn, 1000 mini-batch steps of 5 patches, PAPER.md section 1).
+(scikit-learn, 1000 mini-batch steps of 5 patches, docs/method.md §1).
 
 The target is the held-out lasso objective (exact LARS codes, alpha 1) that the faithful
 learner reaches with the paper's procedure; the fast learner is run with growing step budgets

@@ -19,8 +19,8 @@ from typing import Callable
 
 import torch
 
+import scfront
 from benchmarks.common import TOLERANCE, NCHWClassifier, cifar_batch, max_diff
-from scfront.models.saving import load_model
 
 MODEL = Path(__file__).resolve().parents[1] / "results" / "train" / "cifar10_cpu_natural"
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    model = load_model(MODEL).eval()
+    model = scfront.load(MODEL)
     x = cifar_batch(args.batch)
 
     # "nchw": computed in the layout the images arrive in; "channels_last": scfront's classifier

@@ -122,10 +122,10 @@ class DenseReferenceFrontend(nn.Module):
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         z = F.conv2d(x, self.atoms, stride=self.stride)
         n = z.shape[1]
-        u = n if self.top_u is None else min(max(self.top_u, self.top_t), n)
+        u = n if self.top_u == 0 else min(max(self.top_u, self.top_t), n)  # top_u 0: identity
         order = top_indices(z.detach().abs(), u, dim=1, boundaries=(self.top_t,))
         keep = torch.zeros_like(z, dtype=torch.bool).scatter(1, order[:, :self.top_t], True)
-        if self.top_u is None:
+        if self.top_u == 0:
             z = IdentityBackward.apply(z, lambda t: torch.where(keep, t, torch.zeros_like(t)))
         else:
             passed = torch.zeros_like(z, dtype=torch.bool).scatter(1, order[:, :self.top_u], True)
@@ -175,6 +175,6 @@ def sparse_layer_macs(frontend: Frontend, batch: int, with_input_grad: bool) -> 
     enc, first = frontend.encoder, frontend.decoder.convs[0]
     locations = batch * enc.output_size(frontend.decoder.image_size) ** 2
     d = first.out_channels * first.kernel_size[0] * first.kernel_size[1]
-    slots = max(enc.top_t, enc.bpda.top_u or enc.n_atoms) if with_input_grad else enc.top_t
+    slots = max(enc.top_t, enc.bpda.top_u or enc.n_atoms) if with_input_grad else enc.top_t  # 0: all
     return {"forward": locations * enc.top_t * d, "weight_grad": locations * enc.top_t * d,
             "code_grad": locations * slots * d}

@@ -6,7 +6,7 @@ it apart, e.g. ``pip install --no-deps torchattacks`` into an environment that h
     python examples/crosscheck_apgd_torchattacks.py CHECKPOINT_OR_RUN_DIR --data-root DATA \
         [--n-images 500] [--steps 100] [--device cuda] [--json OUT.json]
 
-Runs both implementations on the fixed evaluation subset (DESIGN.md: subset seed 0) with the same
+Runs both implementations on the fixed evaluation subset (docs/evaluation.md §2: subset seed 0) with the same
 budget (Linf 8/255, one restart, ``--steps`` iterations) and prints each one's robust accuracy,
 the PGD-Linf baseline of scfront (40 steps of 2/255, the paper's), and how many images the two
 APGD implementations disagree on.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
+import scfront
 from scfront.attacks import create_attack
-from scfront.attacks.blackbox.transfer import load_model_file
 from scfront.config import EPS_8, DataConfig
 from scfront.data import eval_subset_indices, load_dataset
 
@@ -36,7 +36,7 @@ def main() -> None:
     import torchattacks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="scfront run folder or an original .pt checkpoint")
+    parser.add_argument("model", help="any model spec scfront.load takes (run folder, original .pt, shipped name)")
     parser.add_argument("--data-root", type=Path, required=True)
     parser.add_argument("--n-images", type=int, default=500)
     parser.add_argument("--steps", type=int, default=100)
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    model = load_model_file(args.model).to(args.device).eval()
+    model = scfront.load(args.model, device=args.device)
     test = load_dataset(DataConfig(), args.data_root, "test")
     index = eval_subset_indices(len(test), args.n_images, 0)
     x = test.images[index].float().div(255).to(args.device)

@@ -43,7 +43,7 @@ def test_invalid_thread_count() -> None:
 
 def test_cli_threads_option(restore_threads, capsys) -> None:
     assert main(["--threads", "0", "data", "info", "--data-root", "."]) == 2
-    assert "--threads must be >= 1" in capsys.readouterr().err
+    assert "--threads must be an integer >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--threads", "1", "--version"])
     assert exc.value.code == 0

@@ -7,22 +7,33 @@ Subpackages follow the pipeline: ``data`` -> ``dictionary`` -> ``frontend`` -> `
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from scfront.version import __version__
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["__version__", "load", "load_pretrained"]
 
 
-def load(path: Any, **kwargs: Any) -> Any:
-    """A model saved by scfront (classifier or defended), in eval mode, input [0, 1]."""
-    from scfront.models.saving import load_model
+def load(spec: str | Path, **kwargs: Any) -> "nn.Module":
+    """The model ``spec`` names, in eval mode, input (N, C, H, W) float in [0, 1].
 
-    return load_model(path, **kwargs)
+    ``spec`` is a folder saved by scfront (or its ``model.safetensors``), an original ResNet-32
+    ``.pt`` checkpoint, ``"package.module:factory"`` (``weights=FILE`` loads a state_dict into
+    it), or a shipped model's name such as ``"cifar10_cpu"``. Keyword arguments (``weights``,
+    ``device``, ``dictionary``) are those of :func:`scfront.models.loader.load`.
+    """
+    from scfront.models.loader import load as _load
+
+    return _load(spec, **kwargs)
 
 
-def load_pretrained(name: str = "cifar10_cpu", **kwargs: Any) -> Any:
-    """The defended model shipped inside the package (see ``scfront/assets/models``)."""
+def load_pretrained(name: str = "cifar10_cpu", **kwargs: Any) -> "nn.Module":
+    """The model shipped inside the package under ``name`` (see ``scfront/assets/models``),
+    in eval mode; ``device=`` as for :func:`load`."""
     from scfront.models.saving import load_pretrained as _load_pretrained
 
     return _load_pretrained(name, **kwargs)

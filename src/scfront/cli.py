@@ -2,25 +2,38 @@
 
 Each pipeline stage registers its own subcommands from its package's ``cli`` module (a function
 ``register(subparsers)``); handlers import the heavy modules only when they run, so ``--help``
-is instant. Every handler returns an exit status. An :class:`~scfront.errors.ScfrontError`
-(bad input, missing file, invalid config) is printed as one line ``scfront: error: ...`` with exit
-status 2; anything else is a bug and keeps its traceback.
+is instant. Options several commands share live in :mod:`scfront.cli_options`, which those
+modules import (never this module: it imports them). Every handler returns an exit status.
+
+One error path for every command: a failure the user can fix is printed as exactly one line on
+stderr, naming the problem and the fix, with exit status 2:
+
+- a usage error found by argparse (``scfront train: error: argument --out: ...; see 'scfront
+  train --help'``; no usage block), including the options checked while parsing (``--device``,
+  ``--out`` and the other output paths, see :mod:`scfront.cli_options`);
+- an :class:`~scfront.errors.ScfrontError` (bad input, missing file, invalid config):
+  ``scfront: error: ...``;
+- an ``OSError`` (permission denied, disk full, a path through a file) and running out of
+  memory, with what to change.
+
+Messages pass through :func:`scfront.errors.one_line` (no terminal escape codes, no line breaks).
+Anything else is a bug of scfront (or of code it called, such as a model factory): its
+traceback is printed, followed by a line saying so, and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
-import os
 import sys
-from pathlib import Path
-from typing import Sequence
+import traceback
+from typing import NoReturn, Sequence
 
-from scfront import __version__
-from scfront.config import PRESETS, DatasetName, RunConfig, load_config, load_preset
-from scfront.errors import ConfigError, ScfrontError
+from scfront.errors import ScfrontError, one_line
 from scfront.runtime import configure_cpu
+from scfront.version import __version__
 
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -34,65 +47,18 @@ COMMAND_MODULES = (
 log = logging.getLogger("scfront")
 
 
-# --------------------------------------------------------------------------- shared options
-def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str = "cpu") -> None:
-    """``--preset``, ``--dataset``, ``--config`` and repeated ``--set section.key=value``."""
-    group = parser.add_argument_group("configuration")
-    group.add_argument(
-        "--preset", choices=PRESETS, default=default_preset,
-        help=f"size of the run (default: {default_preset}); see scfront/configs/",
-    )
-    group.add_argument(
-        "--dataset", choices=[d.value for d in DatasetName if d is not DatasetName.SYNTHETIC],
-        default=DatasetName.CIFAR10.value, help="dataset whose preset is used (default: cifar10)",
-    )
-    group.add_argument(
-        "--config", type=Path, default=None,
-        help="a TOML run configuration (e.g. a saved config.toml); replaces the preset",
-    )
-    group.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-        help="override one setting, value in TOML syntax (repeatable), e.g. --set train.epochs=5",
-    )
-
-
-def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """The run configuration chosen by :func:`add_config_arguments` options."""
-    if args.config is not None:
-        config = load_config(args.config)
-        return config.replace(args.overrides) if args.overrides else config
-    return load_preset(args.preset, args.dataset, args.overrides)
-
-
-def add_data_root_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-root", type=Path, default=None,
-        help="folder holding cifar10/ (and imagenette/); default: $SCFRONT_DATA",
-    )
-
-
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device", default=None,
-        help="torch device, e.g. cpu or cuda (default: the config's, else cpu)",
-    )
-
-
-def resolve_data_root(value: Path | None) -> Path:
-    """``--data-root``, else ``$SCFRONT_DATA``; a clear error when neither is set."""
-    if value is None:
-        env = os.environ.get("SCFRONT_DATA")
-        if not env:
-            raise ConfigError("no data root: pass --data-root DIR or set SCFRONT_DATA")
-        value = Path(env)
-    if not value.is_dir():
-        raise ConfigError(f"data root {value} is not a directory")
-    return value
-
-
 # --------------------------------------------------------------------------- parser
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr, exit status 2:
+    ``PROG: error: MESSAGE; see 'PROG --help'``. Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``scfront`` parser with every command's subparser."""
+    parser = OneLineParser(
         prog="scfront",
         description="Sparse coding frontend: dictionaries, defended models, adaptive attacks.",
     )
@@ -118,7 +84,43 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
                         datefmt="%H:%M:%S")
 
 
+# What to do about an OSError, by errno.
+_OS_FIXES = {
+    errno.ENOSPC: "free disk space or write somewhere else",
+    getattr(errno, "EDQUOT", errno.ENOSPC): "free disk space or write somewhere else",  # no EDQUOT on Windows
+    errno.EACCES: "check its permissions, or choose another path",
+    errno.EPERM: "check its permissions, or choose another path",
+    errno.EROFS: "choose a path on a writable file system",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EEXIST: "choose another path, or remove what is there",
+    errno.EISDIR: "give a file, not a folder",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an ``OSError``: the path(s), the system's reason and what to change."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    fix = _OS_FIXES.get(exc.errno or 0, "check the path, its permissions and the free disk space")
+    return one_line(f"{paths + ': ' if paths else ''}{reason}; {fix}")
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    kind = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return isinstance(exc, MemoryError) or (kind is not None and isinstance(exc, kind))
+
+
+def _fail(message: str) -> int:
+    print(f"scfront: error: {one_line(message)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status (0 success, 2 a user error, 1 a bug, 130
+    interrupted). Usage errors raise ``SystemExit(2)`` from argparse, after their one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -129,11 +131,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_cpu(args.threads)
         return int(args.handler(args) or 0)
     except ScfrontError as exc:
-        print(f"scfront: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except KeyboardInterrupt:
         print("scfront: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        return _fail(describe_os_error(exc))
+    except Exception as exc:  # noqa: BLE001 - the one place that reports every other failure
+        if _is_out_of_memory(exc):
+            detail = one_line(exc)
+            return _fail(f"out of memory{f' ({detail})' if detail else ''}; use a smaller --batch-size, "
+                         "fewer --n-images or --threads, or a device with more memory")
+        traceback.print_exc()
+        print(f"scfront: this is a bug in scfront (or in code it called, e.g. a model factory): "
+              f"unexpected {type(exc).__name__}; please report it with the command and the traceback "
+              "above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

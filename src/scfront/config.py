@@ -4,12 +4,21 @@ A run is described by one :class:`RunConfig` made of sections (``data``, ``front
 ``model``, ``train``, ``evaluation``). Presets are TOML files shipped in
 ``scfront/configs/<dataset>/<preset>.toml`` (``smoke``, ``cpu``, ``paper``); a preset only lists
 what differs from the dataclass defaults. Overrides are ``section.key=value`` strings whose value
-is parsed as a TOML value (``train.epochs=5``, ``frontend.top_t=none``,
+is read by :func:`scfront.values.parse_value`, as on the rest of the command line
+(``train.epochs=5``, ``train.attack_eps=8/255``, ``frontend.top_t=none``,
 ``evaluation.attacks=["pgd-linf"]``). Unknown sections or keys are errors, values are type
-checked, and the resolved configuration is written next to every output
+checked and converted when a section is built (also in Python: ``TrainConfig(method="pgd_at")``
+holds ``TrainMethod.PGD_AT``), and the resolved configuration is written next to every output
 (:func:`save_config`), never encoded into file names.
 
 ``None`` has no TOML spelling: optional fields use the string ``"none"``.
+
+Every numeric setting has a documented valid range (the ``Attributes`` of each section, and
+:data:`RANGES` for code), enforced when a section is built, so an invalid value
+(``--set train.epochs=-1``, ``frontend.top_t=0``) is refused before anything runs or is written.
+``frontend.top_t`` must also be at most the dictionary's number of atoms, which is known only
+once the dictionary is: :func:`scfront.models.build_model` checks it (``scfront train`` builds the
+model before it writes to the run folder).
 """
 
 from __future__ import annotations
@@ -22,11 +31,13 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
 import tomli_w
 
 from scfront.errors import ConfigError
+from scfront.validate import Range, device_name, to_enum
+from scfront.values import parse_value
 
 EPS_8 = 8.0 / 255.0
 
@@ -38,7 +49,7 @@ class DatasetName(str, enum.Enum):
 
 
 class DecoderName(str, enum.Enum):
-    """Decoders of PAPER.md section 3."""
+    """Decoders of docs/method.md §3."""
 
     DEFAULT = "default"
     SMALL = "small"
@@ -56,7 +67,7 @@ class TrainMethod(str, enum.Enum):
 
 
 class Schedule(str, enum.Enum):
-    """Learning-rate schedules of the original code (PAPER.md section 5)."""
+    """Learning-rate schedules of the original code (docs/method.md §5)."""
 
     ONECYCLE = "onecycle"  # triangular 0 -> lr_max -> 0, stepped every batch
     STEP = "step"  # lr_max, multiplied by lr_gamma at each epoch of lr_milestones
@@ -64,8 +75,68 @@ class Schedule(str, enum.Enum):
     CONSTANT = "constant"
 
 
+# Valid ranges shared by several fields.
+_AT_LEAST_0 = Range(0)
+_AT_LEAST_1 = Range(1)
+_POSITIVE = Range(0, low_open=True)
+_FRACTION = Range(0, 1, high_open=True)  # [0, 1)
+_LINF_RADIUS = Range(0, 1, low_open=True)  # (0, 1]: a radius on [0, 1] images
+
+
+class _Section:
+    """Base of the configuration dataclasses: every field is checked and converted when the object
+    is built, whether from TOML (:func:`from_dict`) or in Python (``TrainConfig(method="pgd_at")``):
+    strings become their enum members, lists tuples, integers floats where a float is declared. So
+    code reading a configuration never converts a field again.
+
+    Each numeric field is then checked against its valid range in the class's ``RANGES``
+    (``None`` of an optional field is always valid; each item of a tuple is checked), and
+    :meth:`_check` runs the section's other rules. A numeric field without a range is a bug
+    (``tests/config`` checks that there is none)."""
+
+    RANGES: ClassVar[Mapping[str, Range]] = {}
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        where = _SECTION_NAMES.get(type(self).__name__, type(self).__name__)
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            converted = _coerce(value, hints[f.name], f"{where}.{f.name}")
+            if converted is not value:
+                object.__setattr__(self, f.name, converted)
+        for name, valid in self.RANGES.items():
+            value = getattr(self, name)
+            items = value if isinstance(value, tuple) else (value,)
+            for i, item in enumerate(items):
+                if item is not None and not valid.contains(item):
+                    key = f"{where}.{name}" + (f"[{i}]" if isinstance(value, tuple) else "")
+                    alternative = " or none" if _is_optional(hints[name])[0] else ""
+                    raise ConfigError(f"{key} must be {valid}{alternative}, got {item!r}")
+        self._check(where)
+
+    def _check(self, where: str) -> None:
+        """Rules beyond ranges (none by default); raise ConfigError naming ``{where}.field``."""
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Section):
+    """What the model is trained and monitored on.
+
+    Attributes:
+        dataset: cifar10, imagenette (or synthetic, for tests).
+        image_size: >= 1 (and at least the dictionary's patch size with a frontend); the size
+            the model is trained for, which its input check then requires.
+        train_limit: >= 1, or None for the whole training set.
+        augment: random crop with zero padding + horizontal flip.
+        crop_padding: >= 0 pixels of zero padding before the random crop.
+        monitor_images: >= 0 test images of the per-epoch accuracy (0: none).
+        subset_seed: >= 0.
+    """
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "image_size": _AT_LEAST_1, "train_limit": _AT_LEAST_1, "crop_padding": _AT_LEAST_0,
+        "monitor_images": _AT_LEAST_0, "subset_seed": _AT_LEAST_0}
+
     dataset: DatasetName = DatasetName.CIFAR10
     image_size: int = 32  # Imagenette images are resized/center-cropped to this size
     train_limit: int | None = None  # seeded subset of the training set; None = all of it
@@ -76,8 +147,25 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class FrontendConfig:
-    """The sparse coding frontend (PAPER.md sections 1-3); ``enabled=False`` = no frontend."""
+class FrontendConfig(_Section):
+    """The sparse coding frontend (docs/method.md §1-§3); ``enabled=False`` = no frontend.
+
+    Attributes (valid ranges):
+        stride: >= 1, the step of the patch grid.
+        top_t: >= 1 and at most the dictionary's atoms (checked when the model is built), or
+            None (no top-T).
+        beta: > 0, the activation threshold in units of ``assumed_eps``.
+        assumed_eps: in (0, 1], the Linf radius the frontend is designed for.
+        noise_gamma_train, noise_gamma_test: >= 0.
+        dropout_p: in [0, 1).
+        bpda_top_u: >= 0 (0: identity backward through top-T).
+        bpda_steepness: >= 0 (0: identity backward through the activation).
+    """
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "stride": _AT_LEAST_1, "top_t": _AT_LEAST_1, "beta": _POSITIVE, "assumed_eps": _LINF_RADIUS,
+        "noise_gamma_train": _AT_LEAST_0, "noise_gamma_test": _AT_LEAST_0, "dropout_p": _FRACTION,
+        "bpda_top_u": _AT_LEAST_0, "bpda_steepness": _AT_LEAST_0}
 
     enabled: bool = False
     dictionary: str = "cifar10"  # name of a dictionary shipped with scfront, or an .npz path
@@ -86,23 +174,50 @@ class FrontendConfig:
     beta: float = 3.0
     assumed_eps: float = EPS_8
     activation: bool = True
-    noise_gamma_train: float = 0.0  # PAPER.md: 100 for the "noisy" variant
+    noise_gamma_train: float = 0.0  # docs/method.md §2.2: 100 for the "noisy" variant
     noise_gamma_test: float = 0.0
-    dropout_p: float = 0.0  # PAPER.md: 0.95 for the dropout variant
+    dropout_p: float = 0.0  # docs/method.md §2.4: 0.95 for the dropout variant
     learnable_dictionary: bool = False
     decoder: DecoderName = DecoderName.DEFAULT
-    bpda_top_u: int | None = 30  # backward rule used by attacks unless they choose another
+    # The model's own BPDA rules (scfront.frontend.BPDA), used by attacks that do not choose
+    # others: U for top-T (0 = identity) and the tanh steepness s (0 = identity).
+    bpda_top_u: int = 30
     bpda_steepness: float = 4.0
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Section):
+    """The classifier: a name of :func:`scfront.models.create_model` (checked when the model is
+    built) and ``num_classes`` >= 2."""
+
+    RANGES: ClassVar[Mapping[str, Range]] = {"num_classes": Range(2)}
+
     classifier: str = "resnet32"  # a name of scfront.models.create_model
     num_classes: int = 10
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Section):
+    """How the model is trained.
+
+    Attributes (valid ranges):
+        epochs: >= 1. batch_size: >= 1 (and at most the training set).
+        lr_max: > 0. lr_milestones: each >= 1 (0-based epochs where STEP multiplies the rate by
+            ``lr_gamma``). lr_gamma: > 0. momentum: in [0, 1). weight_decay: >= 0.
+        seed: >= 0.
+        attack_eps: in (0, 1], the Linf radius of PGD-AT and TRADES. attack_step: in (0, 1].
+        attack_steps: >= 1. trades_beta: >= 0.
+        device: a torch device string (cpu, cuda, cuda:N; whether this machine has it is
+            checked when training starts). num_threads: >= 1, or None (torch's default).
+    """
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr_max": _POSITIVE,
+        "lr_milestones": _AT_LEAST_1, "lr_gamma": _POSITIVE, "momentum": _FRACTION,
+        "weight_decay": _AT_LEAST_0, "seed": _AT_LEAST_0, "attack_eps": _LINF_RADIUS,
+        "attack_step": _LINF_RADIUS, "attack_steps": _AT_LEAST_1, "trades_beta": _AT_LEAST_0,
+        "num_threads": _AT_LEAST_1}
+
     method: TrainMethod = TrainMethod.NATURAL
     epochs: int = 70
     batch_size: int = 64
@@ -113,7 +228,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 2021
-    # adversarial training (PGD-AT and TRADES): Linf ball, PAPER.md section 5
+    # adversarial training (PGD-AT and TRADES): Linf ball, docs/method.md §5
     attack_eps: float = EPS_8
     attack_step: float = 1.0 / 255.0
     attack_steps: int = 10
@@ -122,9 +237,23 @@ class TrainConfig:
     num_threads: int | None = None  # torch intra-op threads; None = torch's default
     channels_last: bool = True
 
+    def _check(self, where: str) -> None:
+        device_name(self.device, f"{where}.device")
+
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_Section):
+    """The evaluation of a trained model (``scfront reproduce``).
+
+    Attributes (valid ranges):
+        n_images: >= 1 test images (a seeded subset). subset_seed: >= 0. batch_size: >= 1.
+        restarts: >= 1. steps: >= 1. attacks: at least one attack item.
+    """
+
+    RANGES: ClassVar[Mapping[str, Range]] = {
+        "n_images": _AT_LEAST_1, "subset_seed": _AT_LEAST_0, "batch_size": _AT_LEAST_1,
+        "restarts": _AT_LEAST_1, "steps": _AT_LEAST_1}
+
     n_images: int = 1000
     subset_seed: int = 0
     batch_size: int = 250
@@ -132,9 +261,14 @@ class EvalConfig:
     steps: int = 40
     attacks: tuple[str, ...] = ("pgd-linf",)
 
+    def _check(self, where: str) -> None:
+        if not self.attacks or not all(item.strip() for item in self.attacks):
+            raise ConfigError(f"{where}.attacks must list at least one attack (and no empty item), "
+                              f"got {list(self.attacks)!r}; e.g. [\"pgd-linf\"]")
+
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(_Section):
     data: DataConfig = field(default_factory=DataConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -146,7 +280,14 @@ class RunConfig:
         return apply_overrides(self, overrides)
 
 
+_SECTION_NAMES = {"DataConfig": "data", "FrontendConfig": "frontend", "ModelConfig": "model",
+                  "TrainConfig": "train", "EvalConfig": "evaluation", "RunConfig": "config"}
 PRESETS = ("smoke", "cpu", "paper")
+# The valid range of every numeric setting, by "section.key" (what the sections enforce).
+RANGES: dict[str, Range] = {
+    f"{_SECTION_NAMES[cls.__name__]}.{key}": valid
+    for cls in (DataConfig, FrontendConfig, ModelConfig, TrainConfig, EvalConfig)
+    for key, valid in cls.RANGES.items()}
 # What is trained: the defense (frontend + classifier) or one of the paper's baselines. A preset
 # file holds the defense's settings plus, under ``[recipes.<name>]``, what each baseline changes.
 RECIPES = ("defense", "natural", "pgd_at", "trades")
@@ -170,15 +311,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return None
         return _coerce(value, inner, where)
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value  # checked when it was built
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a table, got {value!r}")
         return from_dict(tp, value, where)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            choices = ", ".join(repr(m.value) for m in tp)
-            raise ConfigError(f"{where}: {value!r} is not one of {choices}") from None
+        return to_enum(tp, value, where)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -234,13 +373,6 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- overrides
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare word such as a path or an enum value
-
-
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
@@ -262,7 +394,7 @@ def overrides_to_dict(overrides: Sequence[str] | Mapping[str, Any]) -> dict[str,
             if "=" not in text:
                 raise ConfigError(f"override {text!r} must look like section.key=value")
             key, raw = text.split("=", 1)
-            items.append((key.strip(), _parse_value(raw.strip())))
+            items.append((key.strip(), parse_value(raw)))
     for key, value in items:
         parts = key.split(".")
         if len(parts) != 2 or not all(parts):
@@ -304,7 +436,7 @@ def save_config(config: RunConfig, path: str | Path) -> Path:
 
 
 def preset_path(preset: str, dataset: str | DatasetName = DatasetName.CIFAR10) -> Path:
-    dataset = DatasetName(dataset).value if not isinstance(dataset, DatasetName) else dataset.value
+    dataset = to_enum(DatasetName, dataset, "dataset").value
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     ref = resources.files("scfront") / "configs" / dataset / f"{preset}.toml"

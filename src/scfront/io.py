@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from scfront.errors import CheckpointError
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename ``tmp_path`` onto ``path`` atomically."""
@@ -54,3 +56,23 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_record(path: str | Path, fmt: int, what: str) -> dict[str, Any]:
+    """The JSON object stored in ``path`` (an existing file) whose ``"format"`` field is ``fmt``.
+
+    Args:
+        what: what the file is, for the error message (e.g. ``"scfront model card"``).
+
+    Raises:
+        CheckpointError: ``"{path} is not valid JSON (...)"``, or ``"{path} is not a {what} of
+            format {fmt}"`` for valid JSON of another shape or format.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a {what} of format {fmt}")
+    return record

@@ -22,7 +22,7 @@ import os
 import platform
 import sys
 
-from scfront.errors import ConfigError
+from scfront.validate import positive_int
 
 OPT_IN = "SCFRONT_TUNED_ALLOCATOR"
 
@@ -54,8 +54,8 @@ def configure_cpu(threads: int | None = None, allocator: bool | None = None) -> 
             torch's default (one per core, or ``OMP_NUM_THREADS``).
         allocator: huge pages + keep freed memory; ``None`` reads ``SCFRONT_TUNED_ALLOCATOR``.
     """
-    if threads is not None and threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    if threads is not None:
+        positive_int(threads, "--threads")
     if allocator is None:
         allocator = os.environ.get(OPT_IN, "") not in ("", "0")
     applied: dict[str, object] = {"huge_pages": False, "keep_freed_memory": False, "threads": None}

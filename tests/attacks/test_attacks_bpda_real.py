@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from scfront.attacks import create_attack
-from scfront.attacks.base import bpda_rules
 from scfront.attacks.gradient import loss_and_grad
 from scfront.attacks.losses import cross_entropy
 from scfront.errors import ConfigError
+from scfront.frontend import BPDA, use_bpda
 
 encoder_module = pytest.importorskip("scfront.frontend.encoder")
 
@@ -18,7 +18,6 @@ encoder_module = pytest.importorskip("scfront.frontend.encoder")
 def _defended_toy() -> nn.Module:
     """Encoder (20 random unit atoms 3x4x4, stride 2, T = 3) + a linear classifier, 8x8 input."""
     from scfront.dictionary.core import Dictionary
-    from scfront.frontend.bpda import BPDA
 
     g = torch.Generator().manual_seed(0)
     atoms = torch.randn(20, 3, 4, 4, generator=g)
@@ -41,18 +40,17 @@ def test_bpda_rules_change_the_gradient_and_are_restored(toy_data) -> None:
         return loss_and_grad(model, x, y, cross_entropy)[1]
 
     default = grad()
-    with bpda_rules(model, top_u=None, steepness=None):
-        assert torch.equal(grad(), default)  # nothing set: the model's rules
-    with bpda_rules(model, top_u=0, steepness=None):  # identity through top-T
-        assert encoder.bpda.top_u is None and encoder.bpda.steepness == 4.0
+    with use_bpda(model, before):
+        assert torch.equal(grad(), default)  # the model's own rules: the same gradient
+    with use_bpda(model, BPDA(top_u=0, steepness=4.0)):  # identity through top-T
         identity_top = grad()
-    with bpda_rules(model, top_u=None, steepness=0.0):  # identity through the activation
+    with use_bpda(model, BPDA(top_u=6, steepness=0.0)):  # identity through the activation
         identity_act = grad()
     assert encoder.bpda == before
     assert not torch.allclose(identity_top, default)
     assert not torch.allclose(identity_act, default)
     # identity backward everywhere: the code gradient goes straight through the convolution
-    with bpda_rules(model, top_u=0, steepness=0.0):
+    with use_bpda(model, BPDA(top_u=0, steepness=0.0)):
         straight = grad()
     codes = encoder(x).detach().requires_grad_(True)
     (code_grad,) = torch.autograd.grad(cross_entropy(model[2](codes.flatten(1)), y).sum(), codes)
@@ -69,20 +67,33 @@ def encoder_atoms(encoder: nn.Module) -> torch.Tensor:
     raise AssertionError(f"no 4-D atom tensor in the encoder, names: {[n for n, _ in encoder.named_buffers()]}")
 
 
-def test_attack_bpda_settings_reach_the_gradient(toy_data) -> None:
+def test_attack_bpda_value_reaches_the_gradient(toy_data) -> None:
     model = _defended_toy()
     x, y = toy_data
     kw = dict(eps=0.1, steps=1, step_size=0.1, random_start=False)
-    a = create_attack("pgd-linf", **kw)(model, x, y).x_adv
-    b = create_attack("pgd-linf", top_u=0, steepness=0.0, **kw)(model, x, y).x_adv
-    assert not torch.equal(a, b)
-    assert model[0].bpda.top_u == 6  # restored after the attack
+    own = create_attack("pgd-linf", **kw)(model, x, y).x_adv
+    same = create_attack("pgd-linf", bpda=BPDA(top_u=6, steepness=4.0), **kw)(model, x, y).x_adv
+    identity = create_attack("pgd-linf", bpda=BPDA(top_u=0, steepness=0.0), **kw)(model, x, y).x_adv
+    assert torch.equal(own, same)  # the model's rules given explicitly: bit-identical
+    assert not torch.equal(own, identity)
+    assert model[0].bpda == BPDA(top_u=6, steepness=4.0)  # restored after the attack
+    # one signed step along the gradient of those rules (points misclassified already stay put)
+    with use_bpda(model, BPDA(top_u=0, steepness=0.0)):
+        grad = loss_and_grad(model, x, y, cross_entropy)[1]
+    with torch.no_grad():
+        attacked = model(x).argmax(1) == y
+    assert 0 < int(attacked.sum()) and torch.equal(identity[~attacked], x[~attacked])
+    assert torch.equal(identity[attacked], (x + 0.1 * grad.sign()).clamp(0, 1)[attacked])
 
 
-def test_bpda_settings_on_a_model_without_encoder_are_an_error(toy_model, toy_data) -> None:
+def test_bpda_on_a_model_without_encoder_is_an_error_and_must_be_a_value(toy_model, toy_data) -> None:
     x, y = toy_data
     with pytest.raises(ConfigError, match="Encoder"):
-        create_attack("fgsm", top_u=30)(toy_model, x[:2], y[:2])
+        create_attack("fgsm", bpda=BPDA(top_u=30))(toy_model, x[:2], y[:2])
+    with pytest.raises(ConfigError, match="bpda"):
+        create_attack("pgd-linf", bpda={"top_u": 0})
+    with pytest.raises(ConfigError, match="no parameter"):
+        create_attack("pgd-linf", top_u=0)  # the old fields are gone: one BPDA value
 
 
 def test_pgd_linf_breaks_the_original_natural_resnet32(reference_dir, data_root) -> None:

@@ -67,7 +67,7 @@ def test_overrides_are_parsed_as_toml_values():
     ("train.epochs=three", "expected an integer"),
     ("train.epochs=2.5", "expected an integer"),
     ("frontend.activation=1", "expected true or false"),
-    ("frontend.decoder=huge", "is not one of"),
+    ("frontend.decoder=huge", "frontend.decoder must be one of 'default', .*got 'huge'"),
     ("train.lr_milestones=5", "expected a list"),
     ("epochs=3", "section.key"),
     ("train.epochs", "section.key=value"),
@@ -100,3 +100,93 @@ def test_configs_are_frozen():
     config = load_preset("cpu")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.train.epochs = 1  # type: ignore[misc]
+
+
+def test_fractions_are_numbers_in_overrides():
+    config = load_preset("smoke", overrides=["train.attack_eps=8/255", "train.attack_step=1/255",
+                                             "frontend.assumed_eps=4/255"])
+    assert config.train.attack_eps == 8 / 255 and config.train.attack_step == 1 / 255
+    assert config.frontend.assumed_eps == 4 / 255
+    with pytest.raises(ConfigError, match="train.epochs: expected an integer, got 0.5"):
+        load_preset("smoke", overrides=["train.epochs=1/2"])
+
+
+def test_sections_built_in_python_are_converted_and_checked():
+    from scfront.config import DataConfig, FrontendConfig, TrainConfig
+
+    train = TrainConfig(method="pgd_at", schedule="step", lr_milestones=[10, 20], lr_max=1)
+    assert train.method is TrainMethod.PGD_AT and train.schedule is Schedule.STEP
+    assert train.lr_milestones == (10, 20) and isinstance(train.lr_max, float)
+    assert DataConfig(dataset="synthetic").dataset is DatasetName.SYNTHETIC
+    assert FrontendConfig(decoder="small", top_t="none").top_t is None
+    assert RunConfig(train=train).train is train
+    with pytest.raises(ConfigError, match="train.method must be one of 'natural', 'pgd_at', 'trades', got 'pgd'"):
+        TrainConfig(method="pgd")
+    with pytest.raises(ConfigError, match="data.image_size: expected an integer, got 32.0"):
+        DataConfig(image_size=32.0)
+    with pytest.raises(ConfigError, match="config.train: expected a table"):
+        RunConfig(train="fast")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text, value", [
+    ("8/255", 8 / 255), ("-1/4", -0.25), ("40", 40), ("0.075", 0.075), ("1e-3", 1e-3), ("5.", 5.0),
+    ("True", True), ("false", False), ("none", None), ("None", None),
+    ('["pgd-linf", "square"]', ["pgd-linf", "square"]), ('"quoted"', "quoted"),
+    ("pgd_at", "pgd_at"), ("runs/a.pt", "runs/a.pt"), ("1/0", "1/0"), (" 7 ", 7),
+])
+def test_one_parser_for_command_line_values(text, value):
+    from scfront.values import parse_value
+
+    parsed = parse_value(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_every_numeric_setting_has_a_documented_range():
+    """A numeric field without a valid range (or missing from its section's docstring) fails."""
+    import typing
+
+    from scfront.config import (RANGES, DataConfig, EvalConfig, FrontendConfig, ModelConfig,
+                                TrainConfig, _is_optional)
+
+    sections = {"data": DataConfig, "frontend": FrontendConfig, "model": ModelConfig,
+                "train": TrainConfig, "evaluation": EvalConfig}
+    for section, cls in sections.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = _is_optional(hints[f.name])[1]
+            item = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
+            if item in (int, float):
+                key = f"{section}.{f.name}"
+                assert key in RANGES, f"{key} has no valid range"
+                assert f.name in (cls.__doc__ or ""), f"{key} is not documented"
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                values = default if isinstance(default, tuple) else (default,)
+                assert all(RANGES[key].contains(v) for v in values if v is not None), key
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=-1", "train.epochs must be >= 1, got -1"),
+    ("train.epochs=0", "train.epochs must be >= 1"),
+    ("train.batch_size=0", "train.batch_size must be >= 1"),
+    ("train.lr_max=-0.1", "train.lr_max must be > 0"),
+    ("train.momentum=1.0", r"train.momentum must be in \[0, 1\)"),
+    ("train.weight_decay=-1e-4", "train.weight_decay must be >= 0"),
+    ("train.attack_eps=8", r"train.attack_eps must be in \(0, 1\]"),
+    ("train.attack_steps=0", "train.attack_steps must be >= 1"),
+    ("train.num_threads=0", "train.num_threads must be >= 1 or none"),
+    ("train.device=gpu", "train.device must be a torch device"),
+    ("frontend.top_t=0", "frontend.top_t must be >= 1 or none, got 0"),
+    ("frontend.stride=0", "frontend.stride must be >= 1"),
+    ("frontend.beta=0", "frontend.beta must be > 0"),
+    ("frontend.noise_gamma_train=-1", "frontend.noise_gamma_train must be >= 0"),
+    ("frontend.dropout_p=1", r"frontend.dropout_p must be in \[0, 1\)"),
+    ("data.image_size=0", "data.image_size must be >= 1"),
+    ("data.crop_padding=-1", "data.crop_padding must be >= 0"),
+    ("data.monitor_images=-5", "data.monitor_images must be >= 0"),
+    ("model.num_classes=1", "model.num_classes must be >= 2"),
+    ("evaluation.n_images=0", "evaluation.n_images must be >= 1"),
+    ("evaluation.attacks=[]", "evaluation.attacks must list at least one attack"),
+])
+def test_out_of_range_settings_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_preset("cpu", overrides=[override])

@@ -78,3 +78,36 @@ def test_evaluate_shards_and_merge_on_the_original_checkpoint(tmp_path, data_roo
     import torch
 
     assert whole["indices"] == torch.randperm(10000, generator=torch.Generator().manual_seed(0))[:6].tolist()
+
+
+def test_bpda_options_build_one_bpda_value_and_eps_scales_the_step():
+    from scfront.errors import ConfigError
+    from scfront.evaluation.suite import build_suite
+    from scfront.frontend.bpda import BPDA
+
+    pgd, square = build_suite(["pgd-linf:top_u=0", "square"], {"steepness": 0.0, "eps": 4 / 255})
+    assert pgd.bpda == BPDA(top_u=0, steepness=0.0)  # the item's field and the suite-wide one
+    assert build_suite(["pgd-linf"], {"top_u": 60})[0].bpda == BPDA(top_u=60, steepness=4.0)
+    assert build_suite(["pgd-linf"])[0].bpda is None  # nothing given: the model's own rules
+    assert square.threat.eps == pgd.threat.eps == 4 / 255
+    assert pgd.params()["step_size"] == (4 / 255) / 8  # relative to ε: the paper's ε/8
+    with pytest.raises(ConfigError, match="no BPDA rules"):
+        build_suite(["square:top_u=0"])
+
+
+def test_columns_on_the_command_line(tmp_path, capsys, data_root):
+    from scfront.errors import ConfigError
+    from scfront.evaluation.cli import _column_items
+
+    assert _column_items(["pgd=pgd-linf:steps=3", "bb=square,@autoattack"]) == {
+        "pgd": ["pgd-linf:steps=3"], "bb": ["square", "apgd-ce", "apgd-t", "fab", "square"]}
+    for bad in ("pgd-linf:steps=3", "=fgsm", "a="):
+        with pytest.raises(ConfigError, match="LABEL=LIST"):
+            _column_items([bad])
+    with pytest.raises(ConfigError, match="twice"):
+        _column_items(["a=fgsm", "a=pgd-linf"])
+    base = ["evaluate", str(tmp_path / "missing.pt"), "--data-root", str(data_root), "--out", str(tmp_path / "o")]
+    assert main(base + ["--attacks", "fgsm", "--column", "a=fgsm"]) == 2
+    assert "not both and not neither" in capsys.readouterr().err
+    assert main(base) == 2
+    assert "not both and not neither" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from eval_helpers import Quantized, mlp  # type: ignore[import-not-found]
 from torch import nn
 
 from scfront.attacks import ThreatModel
@@ -14,32 +15,12 @@ from scfront.attacks.blackbox import StartPool
 from scfront.attacks.blackbox.stored import load_adversarials
 from scfront.errors import ConfigError
 from scfront.evaluation import runner
-from scfront.evaluation.results import merge
+from scfront.evaluation.protocol import evaluate, merge
 from scfront.evaluation.runner import EvalData
 from scfront.evaluation.spec import Shard
-from scfront.evaluation.suite import build_suite, evaluate
+from scfront.evaluation.suite import build_suite
 
 SUITE = ["fgsm:eps=0.03", "pgd-linf:eps=0.03:steps=3:step_size=0.01", "square:eps=0.03:queries=15"]
-
-
-def _mlp(seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(192, 32), nn.ReLU(), nn.Linear(32, 10))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return model.eval()
-
-
-class _Quantized(nn.Module):
-    """A gradient-masked model: a rounding front (zero gradient everywhere) before an MLP."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = _mlp(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.round(x * 4) / 4)
 
 
 def _data(model: nn.Module, n: int = 16, seed: int = 3) -> tuple[EvalData, torch.Tensor]:
@@ -51,11 +32,12 @@ def _data(model: nn.Module, n: int = 16, seed: int = 3) -> tuple[EvalData, torch
 
 
 def _run(out, model=None, items=SUITE, **kwargs):
-    model = model if model is not None else _mlp()
+    model = model if model is not None else mlp()
     data, pool = _data(model)
-    attacks = build_suite(items, pool=StartPool(pool))
+    attacks = build_suite(items)
     kwargs.setdefault("checks", False)
-    return evaluate(model, data, attacks, out, batch_size=5, check_images=8, progress=False, **kwargs)
+    return evaluate(model, data, attacks, out, starts=StartPool(pool), batch_size=5, check_images=8,
+                    progress=False, **kwargs)
 
 
 def _comparable(results: dict) -> dict:
@@ -98,7 +80,7 @@ def test_saved_adversarials_are_inside_their_balls(cascade_run):
         assert threat.contains(item.x_adv, clean[item.positions]).all()
         assert item.x_adv.min() >= 0 and item.x_adv.max() <= 1
         # success flags are what the model says on the stored points
-        model = _mlp()
+        model = mlp()
         assert torch.equal(item.success, model(item.x_adv).argmax(1) != stored.labels[item.positions])
 
 
@@ -206,7 +188,7 @@ def test_checks_pass_on_a_plain_model_and_fail_on_a_masked_one(tmp_path):
     assert plain["gradients-nonzero"]["passed"] and plain["large-eps"]["passed"]
     assert plain["deterministic"]["passed"]
     assert plain["bpda-variants"]["detail"].startswith("not applicable")
-    masked = _run(tmp_path / "masked", model=_Quantized(), items=items, checks=True)["checks"]
+    masked = _run(tmp_path / "masked", model=Quantized(), items=items, checks=True)["checks"]
     assert set(masked) == {"large-eps", "more-steps", "gradients-nonzero", "deterministic",
                            "blackbox-vs-whitebox", "bpda-variants"}
     assert not masked["gradients-nonzero"]["passed"]
@@ -266,7 +248,7 @@ class _BatchNormNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mlp = _mlp(2)
+        self.mlp = mlp(2)
         self.norm = nn.BatchNorm1d(10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -283,8 +265,9 @@ def test_evaluation_leaves_the_model_in_eval_mode_and_unchanged(tmp_path) -> Non
         model.norm.running_var.uniform_(0.5, 2.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data, pool = _data(model)
-    attacks = build_suite(["pgd-linf:eps=0.03:steps=2:step_size=0.01", "boundary:eps=0.3:steps=5"], pool=StartPool(pool))
-    evaluate(model, data, attacks, tmp_path / "e", batch_size=5, checks=False, progress=False)
+    attacks = build_suite(["pgd-linf:eps=0.03:steps=2:step_size=0.01", "boundary:eps=0.3:steps=5"])
+    evaluate(model, data, attacks, tmp_path / "e", starts=StartPool(pool), batch_size=5, checks=False,
+             progress=False)
     assert not any(m.training for m in model.modules())
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -301,3 +284,73 @@ def test_an_attack_restores_each_submodules_own_mode() -> None:
     y = torch.zeros(4, dtype=torch.long)
     create_attack("pgd-linf", eps=0.03, steps=1, step_size=0.01)(wrapper, x, y)
     assert wrapper.training and not inner.training and not inner.norm.training
+
+
+# --------------------------------------------------------------------------- columns
+COLUMNS = {"white": ["fgsm:eps=0.1", "pgd-linf:eps=0.1:steps=3"],
+           "black": ["square:eps=0.03:queries=15"], "l2": ["pgd-l2:eps=0.3:steps=3"]}
+
+
+def _run_columns(out, columns=COLUMNS, **kwargs):
+    from scfront.evaluation.suite import build_columns
+
+    model = mlp()
+    data, pool = _data(model)
+    return evaluate(model, data, build_columns(columns), out, starts=StartPool(pool), batch_size=5,
+                    checks=False, progress=False, **kwargs)
+
+
+def test_columns_are_cascades_of_their_own_and_draw_what_they_draw_alone(tmp_path):
+    """A row of columns equals one evaluation per column: same points attacked, same adversarials
+    (each attack's generators are named by its position in its column), same accuracies."""
+    results = _run_columns(tmp_path / "row")
+    stored = load_adversarials(tmp_path / "row" / "adversarials.safetensors")
+    by_name = {item.name: item for item in stored.attacks}
+    correct = stored.clean_pred == stored.labels
+    robust_everywhere = correct.clone()
+    assert list(results["columns"]) == list(COLUMNS)
+    for label, items in COLUMNS.items():
+        alone = _run(tmp_path / label, items=items)
+        alone_stored = load_adversarials(tmp_path / label / "adversarials.safetensors")
+        column = results["columns"][label]
+        assert column["accuracy"] == alone["worst_case_accuracy"]
+        assert column["attacks"] == [a["name"] for a in alone["attacks"]]
+        robust = correct.clone()
+        for entry, item in zip(alone["attacks"], alone_stored.attacks):
+            mine = by_name[item.name]
+            assert torch.equal(mine.positions, item.positions) and torch.equal(mine.x_adv, item.x_adv)
+            row_entry = next(a for a in results["attacks"] if a["name"] == entry["name"])
+            assert row_entry["column"] == label
+            assert row_entry["robust_accuracy"] == entry["robust_accuracy"]
+            robust[mine.positions[mine.success]] = False
+        assert column["accuracy"] == pytest.approx(float(robust.float().mean()))  # worst case over the column
+        robust_everywhere &= robust
+    assert results["worst_case_accuracy"] == pytest.approx(float(robust_everywhere.float().mean()))
+    assert results["worst_case_accuracy"] <= min(c["accuracy"] for c in results["columns"].values())
+    # square ran on points the white-box column broke: columns do not cascade into each other
+    white_broken = {int(i) for name in ("fgsm", "pgd-linf") for i in by_name[name].positions[by_name[name].success]}
+    assert white_broken and white_broken <= set(by_name["square"].positions.tolist())
+    assert "## Columns" in (tmp_path / "row" / "report.md").read_text()
+
+
+def test_plain_suites_have_no_columns(cascade_run):
+    _, results = cascade_run
+    assert "columns" not in results and all("column" not in a for a in results["attacks"])
+
+
+def test_column_labels_are_all_or_nothing():
+    from scfront.evaluation.spec import AttackSpec, EvalSpec
+
+    def spec(*labels):
+        return EvalSpec("m", "0", "cifar10", 4, 0, 0, 4, True, False, 4,
+                        tuple(AttackSpec(f"a{i}", column=label) for i, label in enumerate(labels)))
+
+    assert spec("x", "y", "x").columns == {"x": (0, 2), "y": (1,)}
+    assert spec("x", "y", "x").column_peers(2) == (0,) and spec("x", "y", "x").position_in_column(2) == 1
+    assert spec(None, None).columns == {} and spec(None, None).column_peers(1) == (0,)
+    with pytest.raises(ConfigError, match="every attack"):
+        spec("x", None)
+    with pytest.raises(ConfigError, match="non-empty"):
+        spec(" ")
+    with pytest.raises(ConfigError, match="no attack"):
+        _run_columns(None, columns={"a": ["fgsm"], "b": []})

@@ -13,7 +13,7 @@ from scfront.dictionary.core import Dictionary
 from scfront.errors import ConfigError
 from scfront.frontend import BPDA, Frontend, build_decoder, build_frontend
 
-PAPER_PARAMS = {  # PAPER.md section 3, CIFAR-10 with 500 atoms
+PAPER_PARAMS = {  # docs/method.md §3, CIFAR-10 with 500 atoms
     DecoderName.DEFAULT: 2_673_103,
     DecoderName.SMALL: 243_013,
     DecoderName.DEEP: 2_700_413,
@@ -88,7 +88,7 @@ def test_sparse_path_forward_equals_dense(name: DecoderName, cifar_dictionary: D
 
 @pytest.mark.parametrize("name, bpda_rule", [
     (DecoderName.DEFAULT, BPDA()), (DecoderName.SMALL, BPDA(top_u=20, steepness=2.0)),
-    (DecoderName.SMALL, BPDA(top_u=None, steepness=0.0)),
+    (DecoderName.SMALL, BPDA(top_u=0, steepness=0.0)),
 ])
 def test_sparse_path_gradients_equal_dense(name: DecoderName, bpda_rule: BPDA,
                                            cifar_dictionary: Dictionary, cifar_images: torch.Tensor) -> None:
@@ -115,7 +115,7 @@ def test_fast_path_is_chosen_when_codes_are_sparse(cifar_dictionary: Dictionary)
     assert frontend._sparse()
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     before = frontend(x)
-    frontend.encoder.bpda = BPDA(top_u=None)  # the path never depends on the rule: same forward
+    frontend.encoder.bpda = BPDA(top_u=0)  # the path never depends on the rule: same forward
     assert frontend._sparse() and torch.equal(frontend(x.requires_grad_()), before)
     no_top = build_frontend(FrontendConfig(decoder=DecoderName.SMALL, top_t=None), 32, cifar_dictionary)
     assert not no_top._sparse()

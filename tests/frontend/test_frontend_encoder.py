@@ -1,4 +1,4 @@
-"""The encoder against a straightforward re-computation of PAPER.md section 2 on real images."""
+"""The encoder against a straightforward re-computation of docs/method.md §2 on real images."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from scfront.dictionary.core import Dictionary
 from scfront.errors import CheckpointError, ConfigError, InputError
 from scfront.frontend import BPDA, Encoder
-from scfront.frontend.encoder import top_indices
+from scfront.frontend.encoder import RANGE_TOLERANCE, top_indices
 
 EPS = 8 / 255
 
@@ -137,11 +137,19 @@ def test_bad_input_is_one_clear_error(small_dictionary: Dictionary, bad: torch.T
         Encoder(small_dictionary, top_t=3)(bad)
 
 
-def test_range_tolerance(small_dictionary: Dictionary) -> None:
-    x = torch.rand(1, 3, 6, 6)
-    x[0, 0, 0, 0] = 1.0 + 5e-7
-    x[0, 0, 0, 1] = -5e-7
-    Encoder(small_dictionary, top_t=3)(x)
+def test_range_tolerance_accepts_rounding_and_rejects_more(small_dictionary: Dictionary) -> None:
+    """Attacks may leave [0, 1] by float rounding (accepted); twice the tolerance is an error."""
+    encoder = Encoder(small_dictionary, top_t=3)
+    x = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for value in (1.0 + RANGE_TOLERANCE / 2, -RANGE_TOLERANCE / 2):
+        rounded = x.clone()
+        rounded[0, 0, 0, 0] = value
+        assert encoder.double()(rounded).shape == (1, 8, 3, 3)
+    for value in (1.0 + 2 * RANGE_TOLERANCE, -2 * RANGE_TOLERANCE):
+        outside = x.clone()
+        outside[0, 0, 0, 0] = value
+        with pytest.raises(InputError, match=r"\[0, 1\]"):
+            encoder(outside)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -158,11 +166,15 @@ def test_bad_settings_are_config_errors(small_dictionary: Dictionary, kwargs: di
         Encoder(small_dictionary, **{"top_t": 3, **kwargs})
 
 
-def test_bpda_value_checks() -> None:
-    with pytest.raises(ConfigError):
-        BPDA(top_u=0)
-    with pytest.raises(ConfigError):
-        BPDA(steepness=-1.0)
+def test_bpda_rule_sets_the_slots_that_carry_gradient(small_dictionary: Dictionary) -> None:
+    """Under autograd the slots are the top-max(T, U) atoms; the identity rule (U = 0) keeps all."""
+    x = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    expected = {0: small_dictionary.n_atoms, 2: 3, 5: 5, 30: small_dictionary.n_atoms}
+    for top_u, slots in expected.items():
+        encoder = Encoder(small_dictionary, top_t=3, bpda=BPDA(top_u=top_u))
+        assert encoder.sparse_codes(x).slots == slots, top_u
+        with torch.no_grad():
+            assert encoder.sparse_codes(x).slots == 3  # no gradient needed: only the T kept slots
 
 
 def test_top_indices_breaks_ties_by_lower_index_in_any_layout() -> None:

@@ -14,7 +14,8 @@ from scfront.models import InputKind, count_parameters, create_model, list_model
 from scfront.models.layers import Normalize, SeededDropout
 from scfront.models.resnet32 import LEAK, ResidualUnit
 
-# Small inputs keep the deep networks cheap; every model ends with global pooling.
+# Small inputs keep the deep networks cheap; every model ends with global pooling, and is built
+# for that size (its input check refuses others).
 _SPATIAL = {"resnet32_wide": 8, "preact_resnet101": 8, "efficientnet_b0": 32}
 
 
@@ -22,7 +23,7 @@ _SPATIAL = {"resnet32_wide": 8, "preact_resnet101": 8, "efficientnet_b0": 32}
 def _model(name: str) -> torch.nn.Module:
     # Built once per test session: the large networks take seconds to initialise.
     torch.manual_seed(0)  # test-only: deterministic initial weights
-    return create_model(name)
+    return create_model(name, image_size=_SPATIAL.get(name))
 
 
 def _input(name: str, batch: int = 2) -> torch.Tensor:
@@ -104,7 +105,7 @@ def test_resnet32_parameter_count_from_its_definition() -> None:
 
 
 def test_num_classes_sets_the_output_layer() -> None:
-    assert create_model("resnet32", num_classes=7)(torch.rand(2, 3, 8, 8)).shape == (2, 7)
+    assert create_model("resnet32", num_classes=7, image_size=8)(torch.rand(2, 3, 8, 8)).shape == (2, 7)
 
 
 def test_normalisation_is_not_in_the_state_dict() -> None:
@@ -160,7 +161,7 @@ def test_seeded_dropout_is_reproducible_and_always_on() -> None:
 
 
 def test_dropout_network_is_random_in_eval_mode() -> None:
-    model = create_model("resnet32_dropout", filters=24).eval()
+    model = create_model("resnet32_dropout", filters=24, image_size=8).eval()
     x = torch.rand(2, 3, 8, 8)
     with torch.no_grad():
         assert not torch.equal(model(x), model(x))

@@ -1,4 +1,7 @@
-"""Table 1 columns (one definition, every item buildable) and where each row's model comes from."""
+"""Table 1 columns (one definition, every item buildable) and where each row's model comes from.
+
+The cross-column black-box check of a row is the evaluation's own ``blackbox-vs-whitebox`` check
+(tests/evaluation/test_evaluation_checks.py)."""
 
 from __future__ import annotations
 
@@ -70,32 +73,3 @@ def test_row_sources_in_order_of_preference(tmp_path: Path) -> None:
     assert resolve_rows("paper", ("trades",), {"trades": reused}, None, models)[0].kind == "reuse"
     with pytest.raises(ConfigError, match="not a file"):
         resolve_rows("cpu", ROWS, {}, tmp_path / "absent.pt", models)
-
-
-def _column(name: str, norm: str, eps: float, broken_by: list[int]) -> dict:
-    return {"attacks": [{"name": name, "norm": norm, "eps": eps}], "broken_by": broken_by}
-
-
-def test_cross_column_check_counts_what_only_the_black_box_attack_breaks() -> None:
-    from scfront.reproduction.report import blackbox_vs_whitebox_columns
-
-    e = 8 / 255
-    n = 200
-    pgd = [-1] * n
-    pgd[:50] = [0] * 50
-    apgd = {"attacks": [{"name": "apgd-ce", "norm": "Linf", "eps": e}, {"name": "apgd-dlr", "norm": "Linf", "eps": e}],
-            "broken_by": [0] * 40 + [1] * 20 + [-1] * (n - 60)}
-    square = [-1] * n
-    square[:70] = [0] * 70  # 0-49 PGD broke too, 50-59 APGD broke too, 60-69 only Square
-    columns = {"pgd-linf": _column("pgd-linf", "Linf", e, pgd), "apgd": apgd,
-               "square": _column("square", "Linf", e, square),
-               "pgd-l2": _column("pgd-l2", "L2", 0.6, [-1] * n)}
-    out = blackbox_vs_whitebox_columns(columns)
-    assert out["suspicious"] == 10 and not out["passed"] and out["applicable"]
-    assert out["pairs"] == {"square": ["pgd-linf", "apgd"]}
-    square[60:69] = [-1] * 9  # one image left: 0.5 % <= 1 %
-    assert blackbox_vs_whitebox_columns(columns)["passed"]
-    # a white-box column at a smaller ε is no evidence either way; no pair -> not applicable
-    none = blackbox_vs_whitebox_columns({"square": _column("square", "Linf", e, square),
-                                         "pgd": _column("pgd-linf", "Linf", e / 2, pgd)})
-    assert none["passed"] and not none["applicable"] and none["pairs"] == {} and "not applicable" in none["detail"]

@@ -22,7 +22,7 @@ def test_shipped_sample_format() -> None:
     sample = load_sample()
     assert sample.images.shape == (SAMPLE_SIZE, 3, 32, 32) and sample.images.dtype == torch.uint8
     assert sample.subset_seed == 0
-    # the first images of the fixed evaluation subset (DESIGN.md), so demo = evaluation prefix
+    # the first images of the fixed evaluation subset (docs/evaluation.md §2), so demo = evaluation prefix
     assert torch.equal(sample.indices, eval_subset_indices(10000, SAMPLE_SIZE, 0))
     assert sample.labels.min() >= 0 and sample.labels.max() <= 9
     assert len(set(sample.labels.tolist())) == 10

@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 from repro_helpers import save_tiny_model  # type: ignore[import-not-found]
 
+from scfront.attacks.blackbox.stored import load_adversarials
 from scfront.cli import main
-from scfront.reproduction.columns import table1_plan
 from scfront.config import load_preset
+from scfront.evaluation.checks import available_checks
+from scfront.reproduction.columns import table1_plan
+
+REPO = Path(__file__).resolve().parents[2]
 
 TINY_BUDGET = ["evaluation.n_images=4", "evaluation.steps=2", "evaluation.batch_size=4"]
 
@@ -33,20 +37,28 @@ def test_table1_smoke_with_reused_models(data_root: Path, tmp_path: Path,
     plan = table1_plan("smoke", load_preset("smoke", overrides=TINY_BUDGET).evaluation)
     assert [r["name"] for r in table["rows"]] == ["natural", "defense"]
     for row in table["rows"]:
+        # a row is one evaluation whose attacks are grouped into the table's columns
         res = json.loads((out / "eval" / row["name"] / "results.json").read_text())
-        assert res["n_images"] == 4 and set(res["columns"]) == {c.key for c in plan.columns}
-        # the table is the results.json's numbers; the worst case is at most every column
-        assert row["clean"] == res["clean_accuracy"]
-        for key, entry in res["columns"].items():
-            column = json.loads((out / "eval" / row["name"] / key / "results.json").read_text())
-            assert entry["accuracy"] == column["worst_case_accuracy"] <= column["clean_accuracy"]
-            assert row["worst_case"] <= entry["accuracy"]
-        # per-example worst case recomputed from the column files
-        robust = [all(json.loads((out / "eval" / row["name"] / c.key / "results.json").read_text())
-                      ["broken_by"][i] == -1 for c in plan.columns) for i in range(4)]
-        assert row["worst_case"] == sum(robust) / 4
+        assert res["n_images"] == 4 and list(res["columns"]) == [c.key for c in plan.columns]
+        assert [a["column"] for a in res["attacks"]] == [c.key for c in plan.columns for _ in c.attacks]
+        # the table is the results.json's numbers
+        assert row["clean"] == res["clean_accuracy"] and row["worst_case"] == res["worst_case_accuracy"]
+        assert row["columns"] == res["columns"] and row["checks"] == res["checks"]
+        # each column's accuracy and the worst case recomputed from the stored adversarials
+        stored = load_adversarials(out / "eval" / row["name"] / "adversarials.safetensors")
+        correct = stored.clean_pred == stored.labels
+        everywhere = correct.clone()
+        for column in plan.columns:
+            robust = correct.clone()
+            for item in stored.attacks:
+                if item.name in res["columns"][column.key]["attacks"]:
+                    robust[item.positions[item.success]] = False
+            assert res["columns"][column.key]["accuracy"] == pytest.approx(float(robust.float().mean()))
+            assert row["worst_case"] <= res["columns"][column.key]["accuracy"] <= row["clean"]
+            everywhere &= robust
+        assert row["worst_case"] == pytest.approx(float(everywhere.float().mean()))
         assert res["columns"]["boundary"]["median_norm"] is None or res["columns"]["boundary"]["median_norm"] > 0
-        assert row["checks"]  # the gradient-masking checks ran with the first column
+        assert set(row["checks"]) == set(available_checks())  # the checks ran on the row's evaluation
     report = (out / "report.md").read_text()
     for title in [c.title for c in plan.columns] + ["worst case", "natural ResNet-32"]:
         assert title in report
@@ -108,3 +120,24 @@ def test_report_marks_rows_still_being_evaluated_elsewhere(tmp_path: Path) -> No
     assert "| sparse coding frontend + ResNet-32 | pending | pending | pending |" in report
     assert "## Rows pending" in report and "## Compute time" not in report
     assert "| TRADES ResNet-32 | not run | not run | not run |" in report
+
+
+def test_the_committed_cpu_table_is_still_reported_from_its_files(tmp_path: Path) -> None:
+    """results/table1_cpu was evaluated with one evaluation per column, merged per row; its files
+    still make the same table (the report reads results.json files only)."""
+    import shutil
+
+    from scfront.reproduction.report import build_table, render_table, write_report
+
+    committed = REPO / "results" / "table1_cpu"
+    shutil.copy(committed / "rows.json", tmp_path / "rows.json")
+    for row in json.loads((committed / "rows.json").read_text())["rows"]:
+        if row["kind"] != "not_run":
+            (tmp_path / "eval" / row["name"]).mkdir(parents=True)
+            shutil.copy(committed / "eval" / row["name"] / "results.json", tmp_path / "eval" / row["name"])
+    table = build_table(tmp_path)
+    assert table == json.loads((committed / "table1.json").read_text())
+    lines = render_table(table)
+    assert lines[0].startswith("| model | clean | PGD-Linf 8/255 |") and len(lines) == 2 + 4
+    assert "| sparse coding frontend + ResNet-32 | 75.30 |" in "\n".join(lines)
+    assert "## Gradient-masking checks" in write_report(tmp_path, table, {}).read_text()

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from scfront.config import load_preset
-from scfront.models.registry import _REGISTRY
+from scfront.models.registration import REGISTRY
 from scfront.training.distributed import DistContext, shard
 from scfront.training.loop import train
 
@@ -22,7 +22,7 @@ from tiny_run import TINY  # type: ignore[import-not-found]
 # batch is split, so two processes must reproduce one process up to float summation order.
 MLP = '''
 from torch import nn
-from scfront.models.registry import register_model
+from scfront.models.registration import register_model
 
 @register_model("test_mlp", input_size=(3, 8, 8), num_params=6506, description="test only")
 def test_mlp(num_classes=10):
@@ -57,7 +57,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         train(load_preset("smoke", "cifar10", SETTINGS, recipe="pgd_at"), tmp_path / "one",
               progress=False)
     finally:
-        _REGISTRY.pop("test_mlp", None)
+        REGISTRY.pop("test_mlp", None)
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                     "--nproc_per_node=2", str(worker), str(tmp_path / "two"), *SETTINGS],
                    check=True, env=env, timeout=300)

@@ -23,11 +23,11 @@ from typing import ClassVar, Iterator
 import torch
 from torch import nn
 
-from scfront.attacks.gradient import GradientAttack, Run, as_enum
+from scfront.attacks.gradient import GradientAttack, Run
 from scfront.attacks.losses import Loss, LossFn, dlr_targeted, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
-from scfront.errors import ConfigError
+from scfront.validate import positive_int, to_enum
 
 __all__ = ["APGD", "APGDCE", "APGDDLR", "APGDTargeted", "checkpoints"]
 
@@ -67,10 +67,9 @@ class APGD(GradientAttack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "loss", as_enum(self.name, "loss", self.loss, Loss, (Loss.CE, Loss.DLR)))
-        object.__setattr__(self, "norm", as_enum(self.name, "norm", self.norm, Norm, (Norm.LINF, Norm.L2)))
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
+        object.__setattr__(self, "loss", to_enum(Loss, self.loss, f"{self.name}: loss", (Loss.CE, Loss.DLR)))
+        object.__setattr__(self, "norm", to_enum(Norm, self.norm, f"{self.name}: norm", (Norm.LINF, Norm.L2)))
+        positive_int(self.steps, f"{self.name}: steps")
 
     def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     generator: torch.Generator | None) -> torch.Tensor:
@@ -128,8 +127,10 @@ class APGDCE(APGD):
     """APGD-CE (Croce & Hein 2020): APGD on the cross-entropy loss.
 
     Norm Linf (``norm="L2"`` for L2). Defaults: eps 8/255, steps 100, momentum 0.75,
-    ρ 0.75, initial step 2·eps, random start, restarts 1 (the paper's custom AutoAttack run),
-    top_u/steepness None, eot_samples 1. x: (N, C, H, W) float in [0, 1], y: (N,) int64.
+    ρ 0.75, initial step 2·eps (relative to ε like every step here), random start, restarts 1
+    (the paper's custom AutoAttack run), bpda None, eot_samples 1.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the ball ∩ [0, 1].
+    Example: ``create_attack("apgd-ce", norm="L2", eps=0.5)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "apgd-ce"
@@ -140,8 +141,10 @@ class APGDCE(APGD):
 class APGDDLR(APGD):
     """APGD-DLR (Croce & Hein 2020): APGD on the difference-of-logits-ratio loss (eq. 5).
 
-    Norm Linf (or L2). Defaults as apgd-ce with loss "dlr". Needs ≥ 3 classes.
-    x: (N, C, H, W) float in [0, 1], y: (N,) int64.
+    Norm Linf (or L2). Defaults as apgd-ce (eps 8/255, steps 100, restarts 1, bpda None) with
+    loss "dlr". Needs ≥ 3 classes.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the ball ∩ [0, 1].
+    Example: ``create_attack("apgd-dlr", steps=50)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "apgd-dlr"
@@ -156,7 +159,9 @@ class APGDTargeted(APGD):
     The targets are the ``n_target_classes`` most likely wrong classes of the clean input, tried
     in order; each target gets ``restarts`` runs on the points still robust; success means
     misclassification (any wrong class). Norm Linf (or L2). Defaults: eps 8/255, steps 100,
-    n_target_classes 9, restarts 1. Needs ≥ 4 classes. x: (N, C, H, W) float in [0, 1].
+    n_target_classes 9, restarts 1, bpda None. Needs ≥ 4 classes.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the ball ∩ [0, 1].
+    Example: ``create_attack("apgd-t", n_target_classes=3)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "apgd-t"
@@ -165,9 +170,7 @@ class APGDTargeted(APGD):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.n_target_classes, bool) or not isinstance(self.n_target_classes, int) \
-                or self.n_target_classes < 1:
-            raise ConfigError(f"n_target_classes must be an integer >= 1, got {self.n_target_classes!r}")
+        positive_int(self.n_target_classes, f"{self.name}: n_target_classes")
 
     def runs(self, model: nn.Module, generator: torch.Generator | None) -> Iterator[Run]:
         for rank in range(1, self.n_target_classes + 1):

@@ -1,10 +1,21 @@
-"""The attack interface: hyperparameters in the object, the model at call time.
+"""The attack interface: hyperparameters in the object, the model (and any data) at call time.
 
-The public call lives once, in :meth:`Attack.__call__` (foolbox 3 style): it validates the input,
-puts the model in eval mode with its parameters frozen, runs the subclass's :meth:`Attack.run`,
-projects the result onto the threat model's ball and box, verifies it, and measures success
-with a gradient-free forward.
-No attack can return a point outside its ε-ball.
+Two kinds of attack, each with one final public call written once here (foolbox 3 style):
+
+- :class:`FixedBudgetAttack`: searches inside its ε-ball. ``attack(model, x, y)`` validates the
+  input, puts the model in eval mode with its parameters frozen, runs the subclass's
+  :meth:`Attack.run`, projects the result onto the threat model's ball and box, verifies it and
+  measures success with a gradient-free forward. It returns an :class:`AttackResult`.
+- :class:`MinimumNormAttack`: searches for the smallest adversarial perturbation without a
+  radius (Boundary, HopSkipJump, ZOO). Its call returns a :class:`MinimumNormResult`: the
+  unconstrained adversarial, its norm, and the ε-constrained verdict (the projection of it onto
+  the ε-ball, checked again on the model).
+
+What an attack is, is declared by its class, never probed: :attr:`Attack.black_box` (only
+queries outputs), :attr:`Attack.randomized` (built for random models: averages over their
+randomness, EOT), :attr:`Attack.uses_starts` (takes a pool of starting images at call time),
+:attr:`Attack.eot_samples`, :attr:`Attack.bpda` and :attr:`Attack.threat` (norm and ε). No attack
+can return a point outside its ε-ball.
 """
 
 from __future__ import annotations
@@ -12,9 +23,10 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import enum
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, final
 
 import torch
 from torch import nn
@@ -23,7 +35,12 @@ from scfront.attacks.threat import ThreatModel
 from scfront.errors import InputError
 from scfront.models.layers import eval_mode
 
-__all__ = ["Attack", "AttackResult", "bpda_rules", "frozen_parameters", "predict"]
+if TYPE_CHECKING:  # annotations only: the black-box package imports this module
+    from scfront.attacks.blackbox.starts import StartPool
+    from scfront.frontend.bpda import BPDA
+
+__all__ = ["Attack", "AttackResult", "FixedBudgetAttack", "MinimumNormAttack", "MinimumNormResult",
+           "frozen_parameters", "predict"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +50,7 @@ class AttackResult:
     """What an attack returns.
 
     Attributes:
-        x_adv: (N, C, H, W) float in [0, 1], inside the attack's threat model.
+        x_adv: (N, C, H, W) float in [0, 1], inside the attack's threat model (its ε-ball).
         success: (N,) bool: the model's prediction on ``x_adv`` differs from ``y``.
         extra: attack-specific diagnostics (e.g. ``"distance"``: (N,) float64 perturbation norm).
     """
@@ -43,19 +60,49 @@ class AttackResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MinimumNormResult(AttackResult):
+    """What a :class:`MinimumNormAttack` returns: the ε-constrained verdict and what it found.
+
+    Attributes (besides :class:`AttackResult`'s, which hold the ε-constrained result):
+        x_unbounded: (N, C, H, W) float in [0, 1]: the closest adversarial found (any distance).
+        found: (N,) bool: ``x_unbounded`` is misclassified.
+        norm: (N,) float64: ``‖x_unbounded − x‖`` in the threat norm, ``inf`` where not found.
+    """
+
+    x_unbounded: torch.Tensor
+    found: torch.Tensor
+    norm: torch.Tensor
+
+
 class Attack(abc.ABC):
     """Base class of every attack; subclasses are frozen dataclasses holding hyperparameters.
 
-    Subclasses set ``name`` (the CLI name) and implement :meth:`run`. ``threat`` is the
-    :class:`ThreatModel` the result is projected onto, or ``None`` for unbounded attacks (then
-    only the pixel box is enforced).
+    Subclasses derive from :class:`FixedBudgetAttack` or :class:`MinimumNormAttack`, set
+    ``name`` (the CLI name) and implement :meth:`run` and :attr:`threat`.
     """
 
     name: ClassVar[str]
+    #: Only queries the model's outputs, never its gradients.
+    black_box: ClassVar[bool] = False
+    #: Built for randomised models: averages over the model's randomness (EOT).
+    randomized: ClassVar[bool] = False
+    #: Takes a :class:`~scfront.attacks.blackbox.starts.StartPool` at call time (``starts=``).
+    uses_starts: ClassVar[bool] = False
 
     @property
-    def threat(self) -> ThreatModel | None:
-        """The threat model of this attack (``None``: unbounded, only the box [0, 1])."""
+    @abc.abstractmethod
+    def threat(self) -> ThreatModel:
+        """The ε-ball (norm, ε, pixel box) of this attack's result."""
+
+    @property
+    def eot_samples(self) -> int:
+        """Forward/backward passes averaged per gradient (1: no EOT; black-box attacks: 1)."""
+        return 1
+
+    @property
+    def bpda(self) -> BPDA | None:
+        """The BPDA rules this attack differentiates the frontend with (``None``: the model's own)."""
         return None
 
     def params(self) -> dict[str, Any]:
@@ -65,24 +112,54 @@ class Attack(abc.ABC):
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.value if hasattr(value, "value") else value
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. a BPDA value
+                value = {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+            out[f.name] = _plain(value)
         return out
 
     @abc.abstractmethod
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None) -> torch.Tensor:
+            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
         """Compute the adversarial points.
 
         Args:
             model: in eval mode, maps (N, C, H, W) in [0, 1] to logits (N, K).
             x: (N, C, H, W) float in [0, 1]. y: (N,) int64 true labels.
             generator: the only source of randomness the attack may use.
+            starts: candidate starting images (only attacks with ``uses_starts`` read it).
         Returns:
-            (N, C, H, W) float; :meth:`__call__` projects it onto the threat model.
+            (N, C, H, W) float; the public call projects it (fixed budget) or reports it
+            (minimum norm).
         """
 
+    def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                generator: torch.Generator | None, starts: StartPool | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validated ``(x, run(...))`` inside eval mode with frozen parameters."""
+        threat = self.threat
+        y = _validate(x, y, threat.lower, threat.upper)
+        threat.check_dims(x[0].numel(), f"{self.name}: eps")
+        x = x.detach()
+        with frozen_parameters(model):
+            x_adv = self.run(model, x, y, generator, starts).detach()
+        if x_adv.shape != x.shape:
+            raise RuntimeError(f"{self.name} returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
+        return y, x_adv
+
+    def _verified(self, model: nn.Module, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``x_adv`` projected onto the threat model and checked to lie in it."""
+        x_adv = self.threat.project(x_adv, x)
+        outside = ~self.threat.contains(x_adv, x)
+        if bool(outside.any()):  # a bug in the projection, never the user's fault
+            raise RuntimeError(f"{self.name}: {int(outside.sum())} points left the threat model")
+        return x_adv
+
+
+class FixedBudgetAttack(Attack):
+    """An attack that searches inside its ε-ball (PGD, APGD, FAB, Square, ...)."""
+
+    @final
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                 generator: torch.Generator | None = None) -> AttackResult:
+                 generator: torch.Generator | None = None, starts: StartPool | None = None) -> AttackResult:
         """Attack ``model`` at ``(x, y)``.
 
         Args:
@@ -91,30 +168,49 @@ class Attack(abc.ABC):
                 parameters receive no gradient.
             x: (N, C, H, W) float in [0, 1]. y: (N,) integer labels.
             generator: explicit randomness (``None``: torch's default generator).
+            starts: starting images for attacks that use them (ignored by the others).
         Returns:
             :class:`AttackResult` with ``x_adv`` inside the threat model and ``success``.
         Raises:
             InputError: for a bad ``x`` or ``y``.
         """
-        lower, upper = (0.0, 1.0) if self.threat is None else (self.threat.lower, self.threat.upper)
-        y = _validate(x, y, lower, upper)
         with eval_mode(model):
+            y, x_adv = self._attack(model, x, y, generator, starts)
             x = x.detach()
-            with frozen_parameters(model):
-                x_adv = self.run(model, x, y, generator).detach()
-            if x_adv.shape != x.shape:
-                raise RuntimeError(f"{self.name} returned shape {tuple(x_adv.shape)} for input {tuple(x.shape)}")
-            if self.threat is None:
-                x_adv = x_adv.clamp(lower, upper)
-                extra: dict[str, Any] = {}
-            else:
-                x_adv = self.threat.project(x_adv, x)
-                outside = ~self.threat.contains(x_adv, x)
-                if bool(outside.any()):  # a bug in the projection, never the user's fault
-                    raise RuntimeError(f"{self.name}: {int(outside.sum())} points left the threat model")
-                extra = {"distance": self.threat.distance(x_adv, x)}
+            x_adv = self._verified(model, x_adv, x)
             success = predict(model, x_adv) != y
-        return AttackResult(x_adv=x_adv, success=success, extra=extra)
+        return AttackResult(x_adv=x_adv, success=success, extra={"distance": self.threat.distance(x_adv, x)})
+
+
+class MinimumNormAttack(Attack):
+    """An attack that looks for the smallest adversarial perturbation, without a radius.
+
+    Its :attr:`threat` is the ball of the ε-constrained verdict; :meth:`run` returns the
+    unconstrained points (only the pixel box is enforced on them).
+    """
+
+    @final
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                 generator: torch.Generator | None = None, starts: StartPool | None = None) -> MinimumNormResult:
+        """Attack ``model`` at ``(x, y)``; arguments as :meth:`FixedBudgetAttack.__call__`.
+
+        Returns:
+            :class:`MinimumNormResult`: ``x_adv``/``success`` the ε-constrained verdict (the
+            unconstrained point projected onto the ε-ball, re-checked on the model),
+            ``x_unbounded``/``found``/``norm`` what the search found.
+        """
+        with eval_mode(model):
+            y, x_free = self._attack(model, x, y, generator, starts)
+            x = x.detach()
+            threat = self.threat
+            x_free = x_free.clamp(threat.lower, threat.upper)
+            found = predict(model, x_free) != y
+            norm = threat.distance(x_free, x)
+            norm = torch.where(found, norm, torch.full_like(norm, float("inf")))
+            x_adv = self._verified(model, x_free, x)
+            success = predict(model, x_adv) != y
+        return MinimumNormResult(x_adv=x_adv, success=success, extra={"distance": threat.distance(x_adv, x)},
+                                 x_unbounded=x_free, found=found, norm=norm)
 
 
 @contextlib.contextmanager
@@ -144,27 +240,9 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).argmax(dim=1)
 
 
-@contextlib.contextmanager
-def bpda_rules(model: nn.Module, top_u: int | None, steepness: float | None) -> Iterator[None]:
-    """Enter :func:`scfront.frontend.bpda` for the fields an attack sets.
-
-    ``top_u``: ``None`` keeps each encoder's rule, ``0`` is the identity through top-T (every
-    coefficient gets gradient), ``U ≥ 1`` the top-U mask. ``steepness``: ``None`` keeps the rule,
-    ``0`` is the identity through the activation. With both ``None`` nothing is entered, so
-    attacks work on models without a frontend.
-    """
-    if top_u is None and steepness is None:
-        yield
-        return
-    from scfront.frontend.bpda import bpda
-
-    changes: dict[str, Any] = {}
-    if top_u is not None:
-        changes["top_u"] = None if top_u == 0 else int(top_u)
-    if steepness is not None:
-        changes["steepness"] = float(steepness)
-    with bpda(model, **changes):
-        yield
+def _plain(value: Any) -> Any:
+    """An enum member as its value (``Norm.L2`` → ``"L2"``), anything else unchanged."""
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def _validate(x: torch.Tensor, y: torch.Tensor, lower: float, upper: float) -> torch.Tensor:

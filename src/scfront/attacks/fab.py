@@ -26,7 +26,9 @@ from torch import nn
 from scfront.attacks.gradient import GradientAttack, Run
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm, ThreatModel
+from scfront.attacks.validate import number
 from scfront.errors import ConfigError
+from scfront.validate import positive_int
 
 __all__ = ["FAB", "project_hyperplane_linf"]
 
@@ -86,8 +88,11 @@ class FAB(GradientAttack):
 
     Norm Linf. Defaults (the AutoAttack paper): eps 8/255, steps 100, alpha_max 0.1, eta 1.05
     (overshoot), beta 0.9 (backward step), restarts 1 (the first run starts at x, later restarts
-    at a random point of the ball of radius eps/2), top_u/steepness None. eot_samples is not
-    used (FAB needs exact Jacobians). x: (N, C, H, W) float in [0, 1], y: (N,) int64.
+    at a random point of the ball of radius eps/2), bpda None. eot_samples must stay 1 (FAB
+    needs exact Jacobians). A fixed-budget attack: its closest adversarial is projected onto
+    the ε-ball.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the Linf ball ∩ [0, 1].
+    Example: ``create_attack("fab", steps=50)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "fab"
@@ -99,11 +104,10 @@ class FAB(GradientAttack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not 0.0 <= self.alpha_max <= 1.0 or not 0.0 <= self.beta <= 1.0 or not self.eta >= 1.0:
-            raise ConfigError(f"fab needs alpha_max and beta in [0, 1] and eta >= 1, got "
-                              f"{self.alpha_max}, {self.beta}, {self.eta}")
+        positive_int(self.steps, f"{self.name}: steps")
+        number(self.name, "alpha_max", self.alpha_max, 0.0, 1.0)
+        number(self.name, "beta", self.beta, 0.0, 1.0)
+        number(self.name, "eta", self.eta, low=1.0)
         if self.eot_samples != 1:
             raise ConfigError("fab uses exact Jacobians: eot_samples must be 1")
 

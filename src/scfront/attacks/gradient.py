@@ -1,6 +1,9 @@
 """What every gradient attack shares, written once: the EOT gradient oracle, the per-example
 worst case over restarts, BPDA rules, and the ε-bounded threat model.
 
+:class:`GradientAttack` is a :class:`~scfront.attacks.base.FixedBudgetAttack` whose fields
+``eps``, ``restarts``, ``bpda`` and ``eot_samples`` every gradient attack has.
+
 - :func:`loss_and_grad` averages the gradient over ``eot_samples`` forward/backward passes
   (Expectation over Transformation, Athalye et al. 2018); with one sample it is the plain
   gradient. Gradients are taken with ``torch.autograd.grad`` with respect to the input only, so
@@ -13,20 +16,26 @@ worst case over restarts, BPDA rules, and the ε-bounded threat model.
 from __future__ import annotations
 
 import abc
-import enum
-import math
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from scfront.attacks.base import Attack, bpda_rules
+from scfront.attacks.base import FixedBudgetAttack
 from scfront.attacks.losses import LossFn, margin
 from scfront.attacks.threat import Norm, ThreatModel
+from scfront.attacks.validate import number
 from scfront.errors import ConfigError
+from scfront.frontend.bpda import BPDA
+from scfront.frontend.encoder import use_bpda
+from scfront.validate import positive_int, radius
 
-__all__ = ["GradientAttack", "as_enum", "keep_worst", "loss_and_grad", "Run"]
+if TYPE_CHECKING:
+    from scfront.attacks.blackbox.starts import StartPool
+
+__all__ = ["GradientAttack", "keep_worst", "loss_and_grad", "Run"]
 
 Run = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_sub, y_sub) -> x_adv_sub
 
@@ -90,69 +99,46 @@ def keep_worst(model: nn.Module, x: torch.Tensor, y: torch.Tensor, runs: Iterabl
     return x_best
 
 
-E = TypeVar("E", bound=enum.Enum)
-
-
-def as_enum(attack: str, field: str, value: object, kind: type[E], allowed: Sequence[E] | None = None) -> E:
-    """``kind(value)`` restricted to ``allowed``, or a ConfigError naming the accepted values."""
-    choices = list(kind) if allowed is None else list(allowed)
-    try:
-        member = kind(value)
-    except ValueError:
-        member = None
-    if member is None or member not in choices:
-        names = ", ".join(repr(c.value) for c in choices)
-        raise ConfigError(f"{attack}: {field} must be one of {names}, got {value!r}")
-    return member
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def _non_negative(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-
-
 @dataclass(frozen=True)
-class GradientAttack(Attack):
+class GradientAttack(FixedBudgetAttack):
     """Base of the ε-bounded gradient attacks (fields shared by all of them).
 
     Attributes:
         eps: radius of the threat model (units of pixel values in [0, 1]).
         restarts: independent runs; the per-example worst case is kept (:func:`keep_worst`).
-        top_u: BPDA rule through top-T at attack time: ``None`` keeps the model's rule, ``0``
-            is the identity, ``U ≥ 1`` passes gradient to the U largest |z| (PAPER.md section 6).
-        steepness: BPDA tanh steepness at attack time: ``None`` keeps the rule, ``0`` identity.
+        bpda: the frontend's backward rules during the attack
+            (:class:`~scfront.frontend.bpda.BPDA`, e.g. ``BPDA(top_u=0, steepness=0)`` for the
+            identity through top-T and the activation; docs/method.md §6); ``None`` keeps the
+            model's own rules and works on models without a frontend.
         eot_samples: gradients averaged per step (EOT, for randomised frontends).
     """
 
     norm: ClassVar[Norm]
     eps: float = 8.0 / 255.0
     restarts: int = 1
-    top_u: int | None = None
-    steepness: float | None = None
+    bpda: BPDA | None = None
     eot_samples: int = 1
 
     def __post_init__(self) -> None:
-        _non_negative("eps", self.eps)
-        _positive_int("restarts", self.restarts)
-        _positive_int("eot_samples", self.eot_samples)
-        if self.top_u is not None and (isinstance(self.top_u, bool) or not isinstance(self.top_u, int)
-                                       or self.top_u < 0):
-            raise ConfigError(f"top_u must be None, 0 (identity) or a positive integer, got {self.top_u!r}")
-        if self.steepness is not None:
-            _non_negative("steepness", self.steepness)
+        norm = getattr(self, "norm", None)  # a ClassVar of the registered attacks
+        if norm is None:
+            number(self.name, "eps", self.eps, low=0.0, low_open=True)
+        else:
+            radius(norm, self.eps, f"{self.name}: eps")
+        positive_int(self.restarts, f"{self.name}: restarts")
+        positive_int(self.eot_samples, f"{self.name}: eot_samples")
+        if self.bpda is not None and not isinstance(self.bpda, BPDA):
+            raise ConfigError(f"{self.name}: bpda must be a scfront.frontend.BPDA value or None "
+                              f"(the model's own rules), got {self.bpda!r}")
 
     @property
     def threat(self) -> ThreatModel:
         return ThreatModel(self.norm, self.eps)
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None) -> torch.Tensor:
-        with bpda_rules(model, self.top_u, self.steepness):
+            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
+        rules = contextlib.nullcontext() if self.bpda is None else use_bpda(model, self.bpda)
+        with rules:
             return keep_worst(model, x, y, self.runs(model, generator))
 
     def runs(self, model: nn.Module, generator: torch.Generator | None) -> Iterator[Run]:

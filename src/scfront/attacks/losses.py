@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 __all__ = ["Loss", "LossFn", "cross_entropy", "cw_margin", "dlr", "dlr_targeted", "margin", "make_loss", "CW_KAPPA"]
 
-CW_KAPPA = 50.0  # PAPER.md section 7, column CW-Linf
+CW_KAPPA = 50.0  # docs/method.md §7, column CW-Linf
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits (N, K), y (N,)) -> (N,)
 
@@ -41,7 +41,7 @@ def margin(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def cw_margin(z: torch.Tensor, y: torch.Tensor, kappa: float = CW_KAPPA) -> torch.Tensor:
     """Carlini & Wagner (2017) margin as an ascent objective: ``−max(z_y − max_{j≠y} z_j + κ, 0)``.
 
-    PAPER.md section 7 minimises ``max(z_y − max_{j≠y} z_j + κ, 0)`` with κ = 50; the sign is
+    docs/method.md §7 minimises ``max(z_y − max_{j≠y} z_j + κ, 0)`` with κ = 50; the sign is
     flipped so that every loss here is maximised.
     """
     return -(margin(z, y) + kappa).clamp_min(0.0)

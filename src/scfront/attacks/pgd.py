@@ -2,22 +2,27 @@
 
 One implementation (:class:`PGD`); the registered attacks only change defaults. Restarts, EOT and
 BPDA come from :class:`~scfront.attacks.gradient.GradientAttack`.
+
+Step sizes are relative to ε: the paper's steps are all ε/8 (1/255 at 8/255, 0.075 at 0.6, 3.75
+at 30; docs/method.md §7), so ``rel_step_size = 1/8`` is the default and a smaller or larger ε
+scales the step with it. ``step_size`` sets an absolute step instead.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from scfront.attacks.gradient import GradientAttack, as_enum
-from scfront.attacks.losses import CW_KAPPA, Loss, make_loss
+from scfront.attacks.gradient import GradientAttack
+from scfront.attacks.losses import CW_KAPPA, Loss, LossFn, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
-from scfront.errors import ConfigError
+from scfront.attacks.validate import number
+from scfront.validate import positive_int, to_enum
 
 __all__ = ["PGD", "PGDLinf", "CWLinf", "PGDL2", "PGDL1", "EOTPGDLinf", "Projection"]
 
@@ -31,20 +36,24 @@ class Projection(str, enum.Enum):
 
 @dataclass(frozen=True)
 class PGD(GradientAttack):
-    """PGD: ``x ← Π(x + step_size · d(∇loss))`` for ``steps`` steps, ``d`` the norm's unit step.
+    """PGD: ``x ← Π(x + step · d(∇loss))`` for ``steps`` steps, ``d`` the norm's unit step.
 
     Not registered itself; see the registered subclasses for defaults. Per run the returned
     point is the first iterate (after ≥ 1 step) the model misclassifies, else the last iterate.
 
     Attributes (besides :class:`~scfront.attacks.gradient.GradientAttack`'s):
-        steps: number of gradient steps. step_size: length of each step in the threat norm.
+        steps: number of gradient steps.
+        rel_step_size: length of each step in the threat norm as a fraction of ``eps`` (1/8).
+        step_size: an absolute step length instead (``None``: ``rel_step_size · eps``); see
+            :attr:`effective_step_size`.
         random_start: start from :meth:`ThreatModel.random_start` instead of ``x``.
-        loss: ``"ce"`` cross-entropy or ``"cw"`` margin with ``kappa`` (κ = 50, PAPER.md §7).
+        loss: ``"ce"`` cross-entropy or ``"cw"`` margin with ``kappa`` (κ = 50, docs/method.md §7).
         projection: ``"exact"`` or ``"radial"`` (the original L1 attack's rescaling).
     """
 
     steps: int = 40
-    step_size: float = 1.0 / 255.0
+    rel_step_size: float = 1.0 / 8.0
+    step_size: float | None = None
     random_start: bool = True
     loss: Loss = Loss.CE
     kappa: float = CW_KAPPA
@@ -52,12 +61,23 @@ class PGD(GradientAttack):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "loss", as_enum(self.name, "loss", self.loss, Loss, (Loss.CE, Loss.CW)))
-        object.__setattr__(self, "projection", as_enum(self.name, "projection", self.projection, Projection))
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not isinstance(self.step_size, (int, float)) or not self.step_size > 0:
-            raise ConfigError(f"step_size must be a number > 0, got {self.step_size!r}")
+        object.__setattr__(self, "loss", to_enum(Loss, self.loss, f"{self.name}: loss", (Loss.CE, Loss.CW)))
+        object.__setattr__(self, "projection", to_enum(Projection, self.projection, f"{self.name}: projection"))
+        positive_int(self.steps, f"{self.name}: steps")
+        number(self.name, "rel_step_size", self.rel_step_size, low=0.0, low_open=True)
+        if self.step_size is not None:
+            number(self.name, "step_size", self.step_size, low=0.0, low_open=True)
+
+    @property
+    def effective_step_size(self) -> float:
+        """The step length used: ``step_size`` if given, else ``rel_step_size · eps``."""
+        return float(self.step_size) if self.step_size is not None else self.rel_step_size * self.eps
+
+    def params(self) -> dict[str, Any]:
+        """The fields, with ``step_size`` resolved to the step length used (as black-box ``eps``)."""
+        out = super().params()
+        out["step_size"] = self.effective_step_size
+        return out
 
     def direction(self, grad: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """Unit ascent direction in the threat norm (overridden by the sparse L1 attack)."""
@@ -65,31 +85,55 @@ class PGD(GradientAttack):
 
     def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     generator: torch.Generator | None) -> torch.Tensor:
+        x_adv = self.threat.random_start(x, generator) if self.random_start else x.clone()
+        return self.ascend(model, x, y, x_adv)
+
+    def ascend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, *,
+               loss_fn: LossFn | None = None, keep_first: bool = True) -> torch.Tensor:
+        """The PGD iterations from ``start``: ``steps`` steps inside the ball around ``x``.
+
+        This is the loop every PGD run executes (:meth:`attack_once` after its random start);
+        adversarial training calls it directly with its own start and loss. The model is used in
+        whatever mode it is in, with its own BPDA rules, and no restarts or worst case.
+
+        Args:
+            x: (N, C, H, W) float in [0, 1], the centre of the ball. y: (N,) int64 labels.
+            start: (N, C, H, W), the first iterate (inside the ball).
+            loss_fn: ``(logits, y) -> (N,)`` to maximise; ``None``: this attack's ``loss``.
+            keep_first: return each example's first misclassified iterate (after ≥ 1 step),
+                else the last iterate; ``False`` always returns the last iterate.
+        Returns:
+            (N, C, H, W) detached, inside the ball ∩ [0, 1].
+        """
         threat = self.threat
-        loss_fn = make_loss(self.loss, self.kappa)
+        step_size = self.effective_step_size
+        loss_fn = make_loss(self.loss, self.kappa) if loss_fn is None else loss_fn
         back = threat.project if self.projection is Projection.EXACT else threat.rescale
-        x_adv = threat.random_start(x, generator) if self.random_start else x.clone()
+        x_adv = start
         found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        x_found = x_adv.clone()
+        x_found = x_adv.clone() if keep_first else x_adv
         for step in range(self.steps):
             _, grad, logits = self.gradient(model, x_adv, y, loss_fn)
-            if step > 0:
+            if keep_first and step > 0:
                 # keep the first misclassified iterate: later steps may wander back
                 new = (logits.argmax(dim=1) != y) & ~found
                 x_found[new] = x_adv[new]
                 found |= new
-            x_adv = back(x_adv + self.step_size * self.direction(grad, x_adv), x)
+            x_adv = back(x_adv + step_size * self.direction(grad, x_adv), x)
+        if not keep_first:
+            return x_adv.detach()
         return torch.where(found[:, None, None, None], x_found, x_adv)
 
 
 @register_attack
 @dataclass(frozen=True)
 class PGDLinf(PGD):
-    """PGD-Linf (Madry et al. 2018), the paper's Linf column (PAPER.md section 7).
+    """PGD-Linf (Madry et al. 2018), the paper's Linf column (docs/method.md §7).
 
-    Norm Linf. Defaults: eps 8/255, step_size 1/255, steps 40, random_start True, loss "ce",
-    restarts 1 (the paper: 100), top_u/steepness None (keep the model's BPDA rules),
-    eot_samples 1. Input x: (N, C, H, W) float in [0, 1], y: (N,) int64; output in the ball.
+    Norm Linf. Defaults: eps 8/255, rel_step_size 1/8 (step eps/8 = 1/255), step_size None,
+    steps 40, random_start True, loss "ce", restarts 1 (the paper: 100), bpda None (the model's
+    own BPDA rules), eot_samples 1.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the Linf ball ∩ [0, 1].
     Example: ``create_attack("pgd-linf", restarts=10)(model, x, y, generator=g)``.
     """
 
@@ -100,10 +144,12 @@ class PGDLinf(PGD):
 @register_attack
 @dataclass(frozen=True)
 class CWLinf(PGD):
-    """CW-Linf: PGD-Linf on the Carlini-Wagner margin ``max(z_y − max_{j≠y} z_j + κ, 0)``.
+    """CW-Linf: PGD-Linf on the Carlini-Wagner (2017) margin ``max(z_y − max_{j≠y} z_j + κ, 0)``.
 
-    Norm Linf. Defaults as pgd-linf (eps 8/255, step_size 1/255, steps 40, random start,
-    restarts 1) with loss "cw", kappa 50 (PAPER.md section 7). x: (N, C, H, W) in [0, 1].
+    Norm Linf. Defaults as pgd-linf (eps 8/255, rel_step_size 1/8, steps 40, random start,
+    restarts 1, bpda None) with loss "cw", kappa 50 (docs/method.md §7).
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the Linf ball ∩ [0, 1].
+    Example: ``create_attack("cw-linf", kappa=20.0)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "cw-linf"
@@ -114,46 +160,51 @@ class CWLinf(PGD):
 @register_attack
 @dataclass(frozen=True)
 class PGDL2(PGD):
-    """PGD-L2: steps along ``g/‖g‖₂``, exact projection onto the L2 ball ∩ [0, 1].
+    """PGD-L2 (Madry et al. 2018): steps along ``g/‖g‖₂``, exact projection onto the L2 ball ∩ [0, 1].
 
-    Norm L2. Defaults (PAPER.md section 7): eps 0.6, step_size 0.075, steps 40, random start
-    (uniform in the ball), loss "ce", restarts 1. x: (N, C, H, W) float in [0, 1].
+    Norm L2. Defaults (docs/method.md §7): eps 0.6, rel_step_size 1/8 (step 0.075), steps 40,
+    random start (uniform in the ball), loss "ce", restarts 1, bpda None, eot_samples 1.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the L2 ball ∩ [0, 1].
+    Example: ``create_attack("pgd-l2", eps=0.5)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "pgd-l2"
     norm: ClassVar[Norm] = Norm.L2
     eps: float = 0.6
-    step_size: float = 0.075
 
 
 @register_attack
 @dataclass(frozen=True)
 class PGDL1(PGD):
-    """PGD-L1 as in the original code: a faithful but weak L1 attack (PAPER.md section 7).
+    """PGD-L1 as in the paper's original code: a faithful but weak L1 attack (docs/method.md §7).
 
-    Steps along ``g/‖g‖₁`` scaled by step_size (a dense step with tiny coordinates), then
+    Steps along ``g/‖g‖₁`` scaled by the step (a dense step with tiny coordinates), then
     rescales radially onto the L1 ball and clips to [0, 1] (``projection="radial"``). Norm L1.
-    Defaults: eps 30, step_size 3.75, steps 40, random start, loss "ce", restarts 1. For a real
-    L1 attack use ``pgd-l1-sparse``. x: (N, C, H, W) float in [0, 1].
+    Defaults: eps 30, rel_step_size 1/8 (step 3.75), steps 40, random start, loss "ce",
+    restarts 1, bpda None. For a real L1 attack use ``pgd-l1-sparse``.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the L1 ball ∩ [0, 1].
+    Example: ``create_attack("pgd-l1", steps=100)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "pgd-l1"
     norm: ClassVar[Norm] = Norm.L1
     eps: float = 30.0
-    step_size: float = 3.75
     projection: Projection = Projection.RADIAL
 
 
 @register_attack
 @dataclass(frozen=True)
 class EOTPGDLinf(PGD):
-    """EOT-PGD-Linf: PGD-Linf whose gradient is the mean over ``eot_samples`` passes.
+    """EOT-PGD-Linf (Athalye et al. 2018): PGD-Linf whose gradient is the mean over ``eot_samples`` passes.
 
-    For randomised frontends (noise, dropout variants; Athalye et al. 2018). Norm Linf.
-    Defaults: as pgd-linf (eps 8/255, step_size 1/255, steps 40, random start, loss "ce",
-    restarts 1) with eot_samples 10. x: (N, C, H, W) float in [0, 1].
+    Built for randomised frontends (the noise and dropout variants): ``randomized = True``.
+    Norm Linf. Defaults: as pgd-linf (eps 8/255, rel_step_size 1/8, steps 40, random start,
+    loss "ce", restarts 1, bpda None) with eot_samples 10.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the Linf ball ∩ [0, 1].
+    Example: ``create_attack("eot-pgd-linf", eot_samples=20)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "eot-pgd-linf"
     norm: ClassVar[Norm] = Norm.LINF
+    randomized: ClassVar[bool] = True
     eot_samples: int = 10

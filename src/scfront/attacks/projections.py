@@ -111,7 +111,7 @@ def project_l1_box(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: flo
 def rescale_radially(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, eps: float, p: float) -> torch.Tensor:
     """Scale ``v`` onto the Lp ball when outside it, then clip to the box (feasible, not nearest).
 
-    This is the original code's L1/L2 "projection" (PAPER.md section 7, row L1): scaling by
+    This is the original code's L1/L2 "projection" (docs/method.md §7, row L1): scaling by
     ``eps/‖v‖_p`` then clipping toward zero keeps ``‖δ‖_p ≤ eps`` because clipping never grows
     a coordinate's magnitude.
     """

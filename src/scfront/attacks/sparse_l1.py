@@ -19,7 +19,7 @@ import torch
 from scfront.attacks.pgd import PGD, Projection
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
-from scfront.errors import ConfigError
+from scfront.attacks.validate import number
 
 __all__ = ["SparseL1"]
 
@@ -29,23 +29,22 @@ __all__ = ["SparseL1"]
 class SparseL1(PGD):
     """SLIDE sparse L1 attack (Tramèr & Boneh 2019), box-aware, exact L1-ball ∩ box projection.
 
-    Norm L1. Defaults: eps 30 (the paper's L1 column), step_size 3.75 (L1 length of each step),
-    steps 40, quantile 0.99 (each step moves the top 1 % of the usable coordinates), random
-    start, loss "ce", restarts 1, top_u/steepness None, eot_samples 1.
-    x: (N, C, H, W) float in [0, 1], y: (N,) int64; output in the L1 ball ∩ [0, 1].
+    Norm L1. Defaults: eps 30 (the paper's L1 column), rel_step_size 1/8 (L1 length of each
+    step: 3.75), steps 40, quantile 0.99 (each step moves the top 1 % of the usable
+    coordinates), random start, loss "ce", restarts 1, bpda None, eot_samples 1.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the L1 ball ∩ [0, 1].
+    Example: ``create_attack("pgd-l1-sparse", quantile=0.95)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "pgd-l1-sparse"
     norm: ClassVar[Norm] = Norm.L1
     eps: float = 30.0
-    step_size: float = 3.75
     quantile: float = 0.99
     projection: Projection = Projection.EXACT
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.quantile, (int, float)) or not 0.0 <= self.quantile < 1.0:
-            raise ConfigError(f"quantile must lie in [0, 1), got {self.quantile!r}")
+        number(self.name, "quantile", self.quantile, 0.0, 1.0, high_open=True)
 
     def direction(self, grad: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """Sparse unit-L1 direction: signs of the top-(1−q) usable |g|, divided by their count.

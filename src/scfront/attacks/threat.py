@@ -14,13 +14,16 @@ from dataclasses import dataclass
 import torch
 
 from scfront.attacks.projections import project_l1_box, project_l2_box, project_linf_box, rescale_radially
+from scfront.attacks.validate import number
 from scfront.errors import ConfigError, InputError
+from scfront.sampling import normal, uniform
+from scfront.validate import radius, to_enum
 
 __all__ = ["Norm", "ThreatModel"]
 
 
 class Norm(str, enum.Enum):
-    """The perturbation norms of the paper's Table 1 (PAPER.md section 7)."""
+    """The perturbation norms of the paper's Table 1 (docs/method.md §7)."""
 
     LINF = "Linf"
     L2 = "L2"
@@ -38,7 +41,10 @@ class ThreatModel:
 
     Attributes:
         norm: a :class:`Norm` (a string such as ``"Linf"`` is converted).
-        eps: radius ≥ 0 in the units of the pixel values (8/255 for the paper's Linf column).
+        eps: radius in the units of the pixel values (8/255 for the paper's Linf column): > 0,
+            and for Linf at most ``upper - lower`` (:func:`scfront.validate.radius`); the L2 and
+            L1 bounds (``(upper - lower)·sqrt(D)``, ``(upper - lower)·D``) depend on the image
+            size and are checked by :meth:`check_dims` (every attack does, on its input).
         lower, upper: the pixel box.
     """
 
@@ -48,16 +54,17 @@ class ThreatModel:
     upper: float = 1.0
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "norm", Norm(self.norm))
-        except ValueError:
-            raise ConfigError(f"norm must be one of {[n.value for n in Norm]}, got {self.norm!r}") from None
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not math.isfinite(self.eps) \
-                or self.eps < 0:
-            raise ConfigError(f"eps must be a finite number >= 0, got {self.eps!r}")
-        if not self.lower < self.upper:
+        object.__setattr__(self, "norm", to_enum(Norm, self.norm, "threat model: norm"))
+        lower = number("threat model", "lower", self.lower)
+        upper = number("threat model", "upper", self.upper)
+        if not lower < upper:
             raise ConfigError(f"the pixel box needs lower < upper, got [{self.lower}, {self.upper}]")
-        object.__setattr__(self, "eps", float(self.eps))
+        object.__setattr__(self, "eps", radius(self.norm, self.eps, "threat model: eps", box=(lower, upper)))
+
+    def check_dims(self, dims: int, where: str = "threat model: eps") -> None:
+        """Raise ConfigError unless ``eps`` is at most the box's diameter for images of ``dims``
+        values (C·H·W) in this norm (:func:`scfront.validate.radius`)."""
+        radius(self.norm, self.eps, where, dims=dims, box=(self.lower, self.upper))
 
     # ------------------------------------------------------------------ geometry
     def random_start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -78,15 +85,15 @@ class ThreatModel:
         n = x.shape[0]
         d = x[0].numel()
         if self.norm is Norm.LINF:
-            delta = (2.0 * _uniform(x.shape, generator, x) - 1.0) * self.eps
+            delta = (2.0 * uniform(x.shape, generator, x) - 1.0) * self.eps
         else:
             if self.norm is Norm.L2:
-                direction = _normal((n, d), generator, x)
+                direction = normal((n, d), generator, x)
             else:
-                exponential = -torch.log1p(-_uniform((n, d), generator, x))  # log1p: U=0 is finite
-                direction = exponential * torch.sign(_uniform((n, d), generator, x) - 0.5)
+                exponential = -torch.log1p(-uniform((n, d), generator, x))  # log1p: U=0 is finite
+                direction = exponential * torch.sign(uniform((n, d), generator, x) - 0.5)
             norm = torch.linalg.vector_norm(direction, ord=self.norm.p, dim=1, keepdim=True)
-            radius = self.eps * _uniform((n, 1), generator, x).pow(1.0 / d)
+            radius = self.eps * uniform((n, 1), generator, x).pow(1.0 / d)
             delta = (direction / norm.clamp_min(1e-12) * radius).view_as(x)
         return self.project(x + delta, x)
 
@@ -114,7 +121,7 @@ class ThreatModel:
         """The original code's feasibility step: radial scaling onto the ball, then box clipping.
 
         Feasible but not the nearest point for L2/L1 (equal to :meth:`project` for Linf). Kept
-        for the faithful ``pgd-l1`` of PAPER.md section 7.
+        for the faithful ``pgd-l1`` of docs/method.md §7.
         """
         if self.norm is Norm.LINF:
             return self.project(x_adv, x)
@@ -125,7 +132,7 @@ class ThreatModel:
         """Steepest-ascent direction of unit norm for a first-order step.
 
         Linf: ``sign(g)``; L2: ``g/‖g‖₂``; L1: ``g/‖g‖₁`` (the original code's dense L1 step,
-        PAPER.md section 7 — the true L1 steepest direction is one coordinate; the sparse
+        docs/method.md §7 — the true L1 steepest direction is one coordinate; the sparse
         attack ``pgd-l1-sparse`` takes its own top-q step). A zero gradient gives a zero step.
 
         Args:
@@ -167,13 +174,3 @@ class ThreatModel:
         # Clamping after the addition removes a rounding excursion past the box by one ulp.
         return (x + delta.view_as(x)).clamp(self.lower, self.upper).to(dtype)
 
-
-def _uniform(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    # Sample on the generator's device (torch requires it), then move next to the data.
-    device = generator.device if generator is not None else like.device
-    return torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
-
-
-def _normal(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    device = generator.device if generator is not None else like.device
-    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)

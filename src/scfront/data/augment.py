@@ -4,7 +4,7 @@ Following hlb-CIFAR10 / airbench, the training set lives in memory as one uint8 
 batch is sliced, moved to the device, converted and augmented as a whole: no per-image Python
 or PIL work in the training loop. The augmentation is the standard CIFAR one that the original
 code used (random crop of the zero-padded image, padding 4, and horizontal flip with
-probability 1/2, PAPER.md section 5).
+probability 1/2, docs/method.md §5).
 """
 
 from __future__ import annotations
@@ -14,15 +14,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from scfront import sampling
 from scfront.errors import InputError
-
-
-def _draw(
-    generator: torch.Generator | None, device: torch.device, high: int, n: int
-) -> torch.Tensor:
-    # Draw on the generator's own device (a CPU generator cannot fill a CUDA tensor), then move.
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    return torch.randint(0, high, (n,), generator=generator, device=gen_device).to(device)
 
 
 def random_crop_flip(
@@ -35,8 +28,8 @@ def random_crop_flip(
         x: (B, C, H, W) float or uint8 tensor (any value range; padding adds zeros).
         padding: zero padding on each side; each image is shifted by an independent offset in
             [-padding, padding] along each axis. 0 disables the crop.
-        generator: source of randomness (a CPU or device ``torch.Generator``); None uses the
-            global generator.
+        generator: source of randomness (a CPU or device ``torch.Generator``, drawn on its own
+            device: :mod:`scfront.sampling`); None uses the global generator.
         flip: also mirror each image left-right with probability 1/2.
 
     Returns:
@@ -48,11 +41,11 @@ def random_crop_flip(
     if padding < 0:
         raise InputError(f"padding must be >= 0, got {padding}")
     b, c, h, w = x.shape
-    dy = _draw(generator, x.device, 2 * padding + 1, b)
-    dx = _draw(generator, x.device, 2 * padding + 1, b)
+    dy = sampling.randint(2 * padding + 1, (b,), generator, x.device)
+    dx = sampling.randint(2 * padding + 1, (b,), generator, x.device)
     cols = torch.arange(w, device=x.device).expand(b, w)
     if flip:
-        mirrored = _draw(generator, x.device, 2, b).bool()
+        mirrored = sampling.randint(2, (b,), generator, x.device).bool()
         cols = torch.where(mirrored[:, None], cols.flip(1), cols)
     rows = dy[:, None] + torch.arange(h, device=x.device)  # (B, H) rows of the padded image
     cols = dx[:, None] + cols  # (B, W)

@@ -3,7 +3,7 @@
 Two on-disk forms are read:
 
 - the folder layout ``{train,test}/<class>/*.png`` of the shared data (lossless PNG export of
-  the official release): order = class index, then file name (DESIGN.md); the decoded arrays
+  the official release): order = class index, then file name (docs/architecture.md §2); the decoded arrays
   are cached (:mod:`scfront.data.cache`);
 - the official python release, as ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``
   (md5-checked): official order.

@@ -9,14 +9,14 @@ from scfront.errors import DatasetError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from scfront.cli import add_data_root_argument
+    from scfront.cli_options import add_data_root_argument, output_folder
 
     parser = subparsers.add_parser(
         "data", help="inspect or download datasets",
         description="Inspect the datasets under a data root, or download CIFAR-10.",
     )
     commands = parser.add_subparsers(dest="data_command", metavar="ACTION")
-    parser.set_defaults(handler=lambda args: _usage(parser))
+    parser.set_defaults(handler=lambda args: parser.error("choose an action: info or download"))
 
     info = commands.add_parser(
         "info", help="images per class and cache status of each dataset found",
@@ -34,15 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "cifar-10-batches-py/ into DEST (load it with --data-root DEST).",
     )
     download.add_argument("--dataset", choices=["cifar10"], default="cifar10")
-    download.add_argument("--dest", type=Path, required=True, help="folder to download into")
+    download.add_argument("--dest", type=output_folder, required=True,
+                          help="folder to download into (created)")
     download.add_argument("--remove-tarball", action="store_true",
                           help="delete the tarball after extraction")
     download.set_defaults(handler=_download)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _counts_line(classes: list[str], counts: list[int]) -> str:
@@ -68,7 +64,7 @@ def _describe_folders(dataset_dir: Path, spec_name: str, size: int) -> list[str]
 
 
 def _info(args: argparse.Namespace) -> int:
-    from scfront.cli import resolve_data_root
+    from scfront.cli_options import resolve_data_root
     from scfront.data.cache import cache_dir
     from scfront.data.cifar10 import Cifar10Format, find_cifar10
     from scfront.data.cifar_batches import read_python_release

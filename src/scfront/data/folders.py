@@ -28,7 +28,7 @@ def load_folder_split(
 ) -> ImageDataset:
     """Split ``split`` of the folder dataset at ``dataset_dir`` as an :class:`ImageDataset`.
 
-    Order: class index, then file name (DESIGN.md). Images are ``size`` x ``size`` (``mode``
+    Order: class index, then file name (docs/architecture.md §2). Images are ``size`` x ``size`` (``mode``
     says whether files must already have that size or are resized and cropped to it). The
     decoded array is cached (see :mod:`scfront.data.cache`) unless ``use_cache`` is False.
     """

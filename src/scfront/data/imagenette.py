@@ -1,6 +1,6 @@
 """Imagenette (fast.ai): 10 easy ImageNet classes, ``{train,val}/<wnid>/*.JPEG``.
 
-The paper trains on Imagenette at 160x160 (PAPER.md section 1: 8x8x3 atoms at stride 4). Images
+The paper trains on Imagenette at 160x160 (docs/method.md §1: 8x8x3 atoms at stride 4). Images
 are resized so the shorter side is ``image_size`` (bilinear, antialiased) and center-cropped to
 ``image_size`` x ``image_size``, once, at load time; the resulting uint8 arrays are cached.
 The shared copy is a 4,000 / 1,500 subset re-encoded at 224x224 (shared/datasets/README.md),
@@ -16,6 +16,7 @@ from scfront.data.decode import DecodeMode
 from scfront.data.folders import load_folder_split
 from scfront.data.layout import IMAGENETTE_FOLDERS, resolve_dataset_dir
 from scfront.errors import DatasetError
+from scfront.validate import positive_int
 
 SPLITS = IMAGENETTE_FOLDERS.splits
 DEFAULT_IMAGE_SIZE = 160  # the paper's Imagenette resolution
@@ -33,8 +34,7 @@ def load_imagenette(
     """
     if split not in SPLITS:
         raise DatasetError(f"unknown imagenette split {split!r}; choose one of {', '.join(SPLITS)}")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise DatasetError(f"image_size must be an integer >= 8, got {image_size!r}")
+    positive_int(image_size, "image_size", 8, error=DatasetError)
     dataset_dir = resolve_dataset_dir(root, IMAGENETTE_FOLDERS.name)
     return load_folder_split(dataset_dir, split, IMAGENETTE_FOLDERS, image_size,
                              DecodeMode.RESIZE_CROP, use_cache=use_cache)

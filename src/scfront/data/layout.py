@@ -2,7 +2,7 @@
 
 A listing is the ordered list of image files of one split with their labels: class index
 (position of the class folder in the expected class list), then file name, which is the order
-DESIGN.md fixes for folder datasets. Its :meth:`FolderListing.digest` (names, sizes and
+docs/architecture.md §2 fixes for folder datasets. Its :meth:`FolderListing.digest` (names, sizes and
 modification times) keys the decoded-array cache, so any added, removed, replaced or touched file
 invalidates the cache without reading the images.
 """
@@ -102,7 +102,7 @@ def resolve_dataset_dir(root: str | Path, name: str) -> Path:
     """The folder of dataset ``name`` (holding its split folders) given ``root``.
 
     ``root`` may be the dataset folder itself (``.../cifar10``) or the data root that holds it
-    (``.../datasets``, containing ``cifar10/``); both are accepted (DESIGN.md).
+    (``.../datasets``, containing ``cifar10/``); both are accepted (docs/architecture.md §2).
     """
     if name not in FOLDER_SPECS:
         raise DatasetError(f"unknown folder dataset {name!r}; known: {', '.join(FOLDER_SPECS)}")

@@ -28,7 +28,7 @@ def load_dataset(data_config: DataConfig, root: str | Path | None, split: str) -
     order. Imagenette's "val" split is returned for "test". ``root`` is ignored (may be None)
     for the synthetic dataset.
     """
-    name = DatasetName(data_config.dataset)
+    name = data_config.dataset  # a DatasetName: DataConfig converts it when built
     if name is DatasetName.SYNTHETIC:
         if split not in SYNTHETIC_SPLITS:
             raise DatasetError(f"unknown split {split!r}; choose one of train, test")
@@ -59,7 +59,7 @@ def load_dataset(data_config: DataConfig, root: str | Path | None, split: str) -
 
 
 def eval_subset_indices(n_total: int, n: int, seed: int = 0) -> torch.Tensor:
-    """The fixed evaluation subset (DESIGN.md): ``randperm(n_total, seed)[:n]``, (n,) int64.
+    """The fixed evaluation subset (docs/evaluation.md §2): ``randperm(n_total, seed)[:n]``, (n,) int64.
 
     Every model and attack is measured on these indices of the test set in contract order.
     """

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from scfront.data.dataset import ImageDataset
 from scfront.errors import DatasetError
+from scfront.validate import positive_int
 
 _PATTERN_SEED = 1_000_003  # fixed: every synthetic set uses the same class patterns
 _GRID = 4
@@ -39,10 +40,7 @@ def load_synthetic(
     """
     for label, value, low in (("n", n, 1), ("image_size", image_size, 4),
                               ("num_classes", num_classes, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise DatasetError(
-                f"load_synthetic: {label} must be an integer >= {low}, got {value!r}"
-            )
+        positive_int(value, f"load_synthetic: {label}", low, error=DatasetError)
     gen = torch.Generator().manual_seed(seed)
     labels = (torch.arange(n) % num_classes)[torch.randperm(n, generator=gen)]
     patterns = class_patterns(num_classes, image_size)

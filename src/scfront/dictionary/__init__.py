@@ -1,5 +1,5 @@
 """Patch dictionaries: extraction, learning (scikit-learn-faithful and fast torch), the DCT
-basis, the original npz file format, quality metrics and atom plots (PAPER.md section 1).
+basis, the original npz file format, quality metrics and atom plots (docs/method.md §1).
 
 - :class:`Dictionary`: atoms (n_atoms, 3, p, p) float32.
 - :func:`load_dictionary` / :func:`save_dictionary`: the original npz format, read safely.

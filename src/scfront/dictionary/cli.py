@@ -11,16 +11,17 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from scfront.cli import add_data_root_argument, resolve_data_root
+from scfront.cli_options import (add_data_root_argument, device_option, output_file, output_folder,
+                                 resolve_data_root)
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "dictionary", help="learn, inspect and compare patch dictionaries",
-        description="Learn, inspect and compare patch dictionaries (PAPER.md section 1).",
+        description="Learn, inspect and compare patch dictionaries (docs/method.md §1).",
     )
     commands = parser.add_subparsers(dest="dictionary_command", metavar="ACTION")
-    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(handler=lambda args: parser.error("choose an action: learn, show or compare"))
 
     learn = commands.add_parser(
         "learn", help="learn a dictionary from training patches",
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
                        help="faithful: the original scikit-learn recipe; fast: the torch learner")
     learn.add_argument("--dataset", choices=("cifar10", "imagenette"), default="cifar10")
     add_data_root_argument(learn)
-    learn.add_argument("--out", type=Path, required=True, help="npz file to write")
+    learn.add_argument("--out", type=output_file, required=True, help="npz file to write")
     learn.add_argument("--atoms", type=int, default=None, help="number of atoms")
     learn.add_argument("--patch-size", type=int, default=None)
     learn.add_argument("--stride", type=int, default=None, help="grid step of training patches")
@@ -44,9 +45,10 @@ def register(subparsers: Any) -> None:
     learn.add_argument("--fista-iterations", type=int, default=None, help="fast learner only")
     learn.add_argument("--image-size", type=int, default=None, help="imagenette only (160)")
     learn.add_argument("--seed", type=int, default=0)
-    learn.add_argument("--device", default="cpu", help="fast learner only: torch device")
+    learn.add_argument("--device", type=device_option, default="cpu",
+                       help="fast learner only: torch device")
     learn.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    learn.add_argument("--plot", type=Path, default=None, help="also save the atom grid PNG")
+    learn.add_argument("--plot", type=output_file, default=None, help="also save the atom grid PNG")
     learn.set_defaults(handler=_learn)
 
     show = commands.add_parser(
@@ -55,7 +57,7 @@ def register(subparsers: Any) -> None:
                     "with --data-root also the held-out sparse coding objective.",
     )
     show.add_argument("dictionary", help="name (cifar10, cifar10_fast, imagenette, dct4) or npz")
-    show.add_argument("--plot", type=Path, default=None, help="save the atom grid as this PNG")
+    show.add_argument("--plot", type=output_file, default=None, help="save the atom grid as this PNG")
     add_data_root_argument(show)
     show.add_argument("--dataset", choices=("cifar10", "imagenette"), default=None,
                       help="held-out data (default: from the patch size, 8 -> imagenette)")
@@ -77,7 +79,8 @@ def register(subparsers: Any) -> None:
     compare.add_argument("--alpha", type=float, default=None)
     compare.add_argument("--stride", type=int, default=None)
     compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument("--out-dir", type=Path, default=Path("results/dictionaries"))
+    compare.add_argument("--out-dir", type=output_folder, default="results/dictionaries",
+                         help="folder of comparison.json and comparison.md (created)")
     compare.set_defaults(handler=_compare)
 
 

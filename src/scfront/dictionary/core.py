@@ -35,7 +35,7 @@ class AtomShape:
 
 @dataclass(frozen=True, eq=False)
 class Dictionary(AtomShape):
-    """An overcomplete dictionary of image patches (PAPER.md section 1).
+    """An overcomplete dictionary of image patches (docs/method.md §1).
 
     Attributes:
         atoms: (n_atoms, channels, p, p) float32 tensor; each atom has unit L2 norm when it
@@ -65,7 +65,7 @@ class Dictionary(AtomShape):
 
     @property
     def l1_norms(self) -> torch.Tensor:
-        """(n_atoms,) float32: ‖d_k‖₁, the scale of the ternary activation (PAPER.md section 2)."""
+        """(n_atoms,) float32: ‖d_k‖₁, the scale of the ternary activation (docs/method.md §2)."""
         return self.atoms.abs().flatten(1).sum(1)
 
     def flat(self) -> torch.Tensor:

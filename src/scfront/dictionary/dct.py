@@ -1,4 +1,4 @@
-"""The DCT basis of the ablation (PAPER.md section 8, item 6).
+"""The DCT basis of the ablation (docs/method.md §8, item 6).
 
 An orthonormal separable 3-D DCT-II of a p x p x c patch: atom (u, v, w) is
 ``a[w, i, j] = C_p[u, i] * C_p[v, j] * C_c[w, ch]`` with the orthonormal 1-D DCT-II matrix

@@ -1,6 +1,6 @@
 """The original learner: scikit-learn's online dictionary learning, driven step by step.
 
-PAPER.md section 1: ``MiniBatchDictionaryLearning(n_components=500, alpha=1.0, batch_size=5,
+docs/method.md §1: ``MiniBatchDictionaryLearning(n_components=500, alpha=1.0, batch_size=5,
 fit_algorithm='lars', transform_algorithm='omp')`` fitted on raw patches of the training images
 (no centering, no normalisation) for 1000 mini-batch steps of 5 patches. That count followed the
 old ``n_iter`` parameter; scikit-learn >= 1.4 counts ``max_iter`` in epochs over all patches, so

@@ -6,7 +6,7 @@
   fewer, smaller coefficients at the penalty it was learned for.
 - Mutual coherence: ``max_{i != j} |<d_i, d_j>| / (||d_i|| ||d_j||)`` (1 for duplicated atoms,
   0 for an orthogonal basis).
-- Flat atoms: atoms whose |cosine| with the constant patch exceeds 0.9. PAPER.md section 1
+- Flat atoms: atoms whose |cosine| with the constant patch exceeds 0.9. docs/method.md §1
   records 265 of 500 for the shipped CIFAR-10 dictionary: many nearly redundant atoms.
 - Near-duplicate atoms: atoms that have another atom with |cosine| > 0.99 (wasted atoms).
 """

@@ -1,7 +1,7 @@
 """Image patches in the layout of the original dictionary files.
 
 A patch of size p taken from a (C, H, W) image is flattened in (height, width, channel) order,
-the row layout of the npz files (PAPER.md section 1): element ``(i, j, c)`` of the patch sits at
+the row layout of the npz files (docs/method.md §1): element ``(i, j, c)`` of the patch sits at
 index ``(i * p + j) * C + c``. Patches sit on the grid ``y, x in {0, stride, 2*stride, ...}`` with
 no padding, the same grid as the encoder's ``conv2d(x, atoms, stride, padding=0)``.
 

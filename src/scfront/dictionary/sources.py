@@ -1,6 +1,6 @@
 """Where dictionaries learn from and are measured on: per-dataset defaults and patch sets.
 
-Defaults follow PAPER.md section 1 and ../shared/reference/README.md: CIFAR-10 uses 500 atoms
+Defaults follow docs/method.md §1 and ../shared/reference/README.md: CIFAR-10 uses 500 atoms
 of 4x4x3 at stride 2 with alpha 1.0 and 1000 steps; Imagenette (at 160x160) uses 1000 atoms of
 8x8x3 at stride 4 with alpha 0.5 and 10,000 steps. Learning reads the training split; held-out
 measurements read the test split (Imagenette: val), never seen by a learner.

@@ -7,7 +7,6 @@ the attacks (the list is generated from the registry's docstrings and defaults).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,27 +18,32 @@ def attack_help() -> str:
     """One entry per registered attack: first docstring line, then its parameters and defaults."""
     import textwrap
 
-    from scfront.attacks.registry import attack_class, available_attacks
+    import dataclasses
+    import enum
+
+    from scfront.attacks.registry import attack_class, available_attacks, create_attack
+    from scfront.evaluation.suite import SUITES, attack_parameters
 
     lines = ["attacks (override a parameter with NAME:KEY=VALUE, e.g. square:queries=1000;",
-             "eps=None means the paper's radius for the norm: Linf 8/255, L2 0.6):"]
+             "eps=None means the paper's radius for the norm: Linf 8/255, L2 0.6; bpda=None means",
+             "the model's own BPDA rules, set them with top_u=U:steepness=S, 0 = identity):"]
     for name in available_attacks():
         cls = attack_class(name)
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         lines.append(f"  {name:<15} {summary}")
-        if dataclasses.is_dataclass(cls):
-            params = []
-            for f in dataclasses.fields(cls):
-                if f.name == "pool" or f.default is dataclasses.MISSING:
-                    continue
-                value = f.default.value if hasattr(f.default, "value") else f.default
-                params.append(f"{f.name}={value:.4g}" if isinstance(value, float) else f"{f.name}={value}")
-            norm = getattr(cls, "norm", None)
-            prefix = f"norm {norm.value}; " if hasattr(norm, "value") and "norm" not in {f.name for f in dataclasses.fields(cls)} else ""
-            body = textwrap.fill(prefix + ", ".join(params), width=96, initial_indent=" " * 18,
-                                 subsequent_indent=" " * 18)
-            lines.append(body)
-    from scfront.evaluation.suite import SUITES
+        declared = attack_parameters(name)
+        params = []
+        for key, default in declared.items():
+            if default is dataclasses.MISSING:
+                continue
+            value = default.value if isinstance(default, enum.Enum) else default
+            params.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+        prefix = ""
+        if "norm" not in declared and dataclasses.MISSING not in declared.values():
+            prefix = f"norm {create_attack(name).threat.norm.value}; "  # a norm fixed by the class
+        if params or prefix:
+            lines.append(textwrap.fill(prefix + ", ".join(params), width=96, initial_indent=" " * 18,
+                                       subsequent_indent=" " * 18))
 
     lines += ["", "named suites (--attacks @NAME; mixes with single attacks, e.g. pgd-linf,@long):"]
     for name, (items, description) in SUITES.items():
@@ -58,7 +62,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from scfront.cli import add_data_root_argument, add_device_argument
+    from scfront.cli_options import add_data_root_argument, add_device_argument
 
     p = subparsers.add_parser(
         "evaluate", help="attack a model with a suite of attacks and write results.json/report.md",
@@ -71,17 +75,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(rerun the same command after an interruption) and shardable (--shard i/n, then "
             "evaluate-merge, or the same --out for every shard)."),
     )
-    p.add_argument("model", metavar="MODEL", type=Path,
-                   help="a model saved by scfront (folder or model.safetensors), or a .pt checkpoint "
-                        "of the original ResNet-32")
+    p.add_argument("model", metavar="MODEL",
+                   help="anything scfront.load takes: a model saved by scfront (folder or "
+                        "model.safetensors), a .pt checkpoint of the original ResNet-32, a shipped "
+                        "model's name (cifar10_cpu), or package.module:factory (see --weights)")
+    p.add_argument("--weights", type=Path, default=None, metavar="FILE",
+                   help="for MODEL=package.module:factory: a safetensors file or .pt state_dict "
+                        "loaded into the factory's model (keys and shapes must match)")
     add_data_root_argument(p)
     p.add_argument("--dataset", choices=["cifar10", "imagenette"], default="cifar10",
                    help="test set (default: cifar10; imagenette uses its val split)")
     p.add_argument("--image-size", type=int, default=None,
                    help="Imagenette image size (default: 160, the presets' size)")
-    p.add_argument("--attacks", action="append", required=True, metavar="LIST",
+    p.add_argument("--attacks", action="append", default=[], metavar="LIST",
                    help="comma-separated attack names in order, each optionally NAME:KEY=VALUE:... "
-                        "or @SUITE for a named suite (repeatable); see the lists below")
+                        "or @SUITE for a named suite (repeatable: one cascade); see the lists below")
+    p.add_argument("--column", action="append", default=[], metavar="LABEL=LIST",
+                   help="instead of --attacks: a column of attacks (LIST as for --attacks) that is a "
+                        "cascade of its own; repeat for more columns. Results add each column's "
+                        "accuracy (per-example worst case over its attacks); the worst case and the "
+                        "checks cover every column (e.g. --column pgd=pgd-linf --column bb=square)")
     p.add_argument("--n-images", type=int, default=1000, help="size of the subset (default: 1000)")
     p.add_argument("--subset-seed", type=int, default=0,
                    help="seed of the subset randperm(len(test), seed)[:N] (default: 0)")
@@ -93,9 +106,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--steps", type=int, default=None, help="iterations")
     group.add_argument("--restarts", type=int, default=None, help="random restarts (worst case kept)")
     group.add_argument("--top-u", type=int, default=None,
-                       help="BPDA top-U at attack time (0: identity through top-T)")
+                       help="BPDA top-U at attack time (0: identity through top-T; with only "
+                            "--steepness given: the paper's 30)")
     group.add_argument("--steepness", type=float, default=None,
-                       help="BPDA tanh steepness at attack time (0: identity through the activation)")
+                       help="BPDA tanh steepness at attack time (0: identity through the activation; "
+                            "with only --top-u given: the paper's 4)")
     group.add_argument("--eot-samples", type=int, default=None, help="EOT gradient samples per step")
     p.add_argument("--batch-size", type=int, default=250, help="images per unit of work (default: 250)")
     add_device_argument(p)
@@ -119,9 +134,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--out", type=Path, required=True, help="folder of the merged evaluation")
     m.set_defaults(handler=_merge)
 
+    from scfront.evaluation.compare import register_commands
+
+    register_commands(subparsers)  # evaluate-compare, evaluate-repredict
+
 
 def _load_test_set(args: argparse.Namespace) -> Any:
-    from scfront.cli import resolve_data_root
+    from scfront.cli_options import resolve_data_root
     from scfront.config import DataConfig, DatasetName
     from scfront.data import load_dataset
 
@@ -136,7 +155,10 @@ def _print_results(results: dict[str, Any], out: Path) -> None:
         extra = ""
         if "unconstrained" in a and a["unconstrained"]["median_norm"] is not None:
             extra = f", median unconstrained {a['norm']} norm {a['unconstrained']['median_norm']:.4g}"
-        print(f"  {a['name']:<15} robust {100 * a['robust_accuracy']:.2f} %  ({a['seconds']:.1f} s{extra})")
+        column = f"[{a['column']}] " if "column" in a else ""
+        print(f"  {column}{a['name']:<15} robust {100 * a['robust_accuracy']:.2f} %  ({a['seconds']:.1f} s{extra})")
+    for label, c in results.get("columns", {}).items():
+        print(f"  column {label}: {100 * c['accuracy']:.2f} %")
     print(f"worst case {100 * results['worst_case_accuracy']:.2f} %")
     for name, check in results["checks"].items():
         print(f"  check {name}: {'passed' if check['passed'] else 'FAILED'} - {check['detail']}")
@@ -147,28 +169,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from scfront.attacks.blackbox.starts import StartPool
-    from scfront.attacks.blackbox.transfer import load_model_file
     from scfront.data import eval_subset_indices
     from scfront.errors import ConfigError
+    from scfront.evaluation.protocol import evaluate
     from scfront.evaluation.runner import EvalData
     from scfront.evaluation.spec import Shard
-    from scfront.evaluation.suite import build_suite, evaluate, expand_suites, parse_value
+    from scfront.evaluation.suite import build_columns, build_suite, parse_value
+    from scfront.models.loader import load, resolve_spec
 
     shard = Shard.parse(args.shard)
-    items = expand_suites([item for group in args.attacks for item in group.split(",") if item.strip()])
+    columns = _column_items(args.column)
+    if bool(args.attacks) == bool(columns):
+        raise ConfigError("give the attacks with --attacks LIST (one cascade) or with --column LABEL=LIST "
+                          "(one cascade per column), not both and not neither")
+    items = _items(args.attacks)
     if args.batch_size < 1 or args.check_images < 1:
         raise ConfigError("--batch-size and --check-images must be >= 1")
     device = torch.device(args.device or "cpu")
-    model = load_model_file(args.model).to(device).eval()
+    spec = resolve_spec(args.model)
+    model = load(spec, weights=args.weights, device=device)
     test = _load_test_set(args)
     index = eval_subset_indices(len(test), args.n_images, args.subset_seed)
     data = EvalData(index, test.images[index], test.labels[index])
     overrides = {"eps": None if args.eps is None else parse_value(args.eps), "steps": args.steps,
                  "restarts": args.restarts, "top_u": args.top_u, "steepness": args.steepness,
                  "eot_samples": args.eot_samples}
-    attacks = build_suite(items, overrides, pool=StartPool(test.images))
-    name = args.model.name if args.model.name != "model.safetensors" else args.model.parent.name
-    results = evaluate(model, data, attacks, args.out, model_name=name, dataset=args.dataset,
+    attacks = (build_columns(columns, {label: overrides for label in columns}) if columns
+               else build_suite(items, overrides))
+    name = spec.display_name
+    results = evaluate(model, data, attacks, args.out, starts=StartPool(test.images), model_name=name,
+                       dataset=args.dataset,
                        subset_seed=args.subset_seed, seed=args.seed, batch_size=args.batch_size,
                        cascade=not args.no_cascade, checks=args.checks, check_images=args.check_images,
                        shard=shard, device=device, progress=not args.no_progress and sys.stderr.isatty())
@@ -180,8 +210,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _items(groups: list[str]) -> list[str]:
+    """Attack items of comma-separated ``--attacks`` groups, ``@SUITE`` expanded."""
+    from scfront.evaluation.suite import expand_suites
+
+    return expand_suites([item for group in groups for item in group.split(",") if item.strip()])
+
+
+def _column_items(specs: list[str]) -> dict[str, list[str]]:
+    """{label: attack items} of ``--column LABEL=LIST`` options, in order."""
+    from scfront.errors import ConfigError
+
+    out: dict[str, list[str]] = {}
+    for text in specs:
+        label, sep, rest = text.partition("=")
+        label = label.strip()
+        if not sep or not label or ":" in label or "," in label or not rest.strip():
+            raise ConfigError(f"--column must look like LABEL=LIST (e.g. apgd=apgd-ce,apgd-dlr), got {text!r}")
+        if label in out:
+            raise ConfigError(f"--column {label!r} is given twice")
+        out[label] = _items([rest])
+    return out
+
+
 def _merge(args: argparse.Namespace) -> int:
-    from scfront.evaluation.results import merge
+    from scfront.evaluation.protocol import merge
 
     results = merge(args.shards, args.out)
     _print_results(results, args.out)

@@ -43,6 +43,16 @@ def render_report(results: dict[str, Any]) -> str:
     lines += ["", "Robust accuracy is over all images" + (" and cumulative along the cascade" if results["cascade"]
                                                              else "") +
               "; standalone accuracy is over the points the attack ran on."]
+    columns = results.get("columns") or {}
+    if columns:
+        lines += ["", "## Columns", "",
+                  "Each column is a cascade of its own; its accuracy is the per-example worst case over its "
+                  "attacks. The worst case above is over every column.", "",
+                  "| column | attacks | accuracy | median norm | seconds |", "|---|---|---|---|---|"]
+        for label, c in columns.items():
+            median = "–" if c["median_norm"] is None else f"{c['median_norm']:.4g}"
+            lines.append(f"| {label} | {', '.join(c['attacks'])} | {_pct(c['accuracy'])} | {median} "
+                         f"| {c['seconds']:.1f} |")
     unconstrained = [a for a in results["attacks"] if "unconstrained" in a]
     if unconstrained:
         lines += ["", "## Unconstrained adversarials (minimum-norm attacks)", "",

@@ -1,19 +1,21 @@
-"""From stored units to results: results.json, report.md, adversarials.safetensors; merging shards.
+"""From stored units to results: the collected outcomes and the results.json object.
 
 Everything here reads only the evaluation folder (never the model), so the results of one
 uninterrupted run, of a resumed run and of merged shards are computed by the same code from the
-same unit files, and are identical (timings aside).
+same unit files, and are identical (timings aside). Writing the files is
+:func:`scfront.evaluation.protocol.finalize`.
 
 Accuracies are fractions of all ``n_images`` images. With ``cascade`` an attack's
-``robust_accuracy`` is the accuracy after it and every earlier attack (points broken earlier count
-as broken); ``standalone_accuracy`` is the fraction of the points it was run on that it did not
-break. Without ``cascade`` both describe the attack alone. ``worst_case_accuracy`` counts an image
-as robust only if it is classified correctly and no attack broke it.
+``robust_accuracy`` is the accuracy after it and every earlier attack of its column (points
+broken earlier count as broken); ``standalone_accuracy`` is the fraction of the points it was run
+on that it did not break. Without ``cascade`` both describe the attack alone.
+``worst_case_accuracy`` counts an image as robust only if it is classified correctly and no
+attack broke it. When the attacks are grouped into columns, ``columns`` gives each column's
+accuracy: the per-example worst case over the column's attacks.
 """
 
 from __future__ import annotations
 
-import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +23,12 @@ from typing import Any, Sequence
 
 import torch
 
-from scfront.attacks.blackbox.stored import StoredAdversarials, StoredAttack, save_adversarials
+from scfront.attacks.blackbox.stored import StoredAdversarials, StoredAttack
 from scfront.errors import ConfigError
-from scfront.evaluation.spec import EvalSpec, read_spec, write_or_check_spec
+from scfront.evaluation.spec import EvalSpec, read_spec
 from scfront.evaluation.state import StateStore
-from scfront.io import atomic_write, atomic_write_json, atomic_write_text
 
+# The files of a finished evaluation folder (written by scfront.evaluation.protocol.finalize).
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 ADVERSARIALS_FILE = "adversarials.safetensors"
@@ -47,6 +49,13 @@ class AttackOutcome:
 
 @dataclass(frozen=True)
 class Collected:
+    """A complete evaluation read back from its folder (positions in subset order).
+
+    Attributes:
+        indices: (N,) int64 test-set indices; images: (N, C, H, W) uint8; labels, pred: (N,)
+        int64 true and clean-predicted labels; attacks: one outcome per attack of ``spec``.
+    """
+
     spec: EvalSpec
     indices: torch.Tensor
     images: torch.Tensor
@@ -57,7 +66,15 @@ class Collected:
 
     @property
     def correct(self) -> torch.Tensor:
+        """(N,) bool: classified correctly without attack."""
         return self.pred == self.labels
+
+    def robust(self, positions: Sequence[int] | None = None) -> torch.Tensor:
+        """(N,) bool: correct and broken by none of the attacks at ``positions`` (None: all)."""
+        out = self.correct.clone()
+        for pos in range(len(self.attacks)) if positions is None else positions:
+            out &= ~self.attacks[pos].success
+        return out
 
     def broken_by(self) -> torch.Tensor:
         """(N,) int64: first attack that broke each image, -1 robust, -2 misclassified clean."""
@@ -69,6 +86,7 @@ class Collected:
 
 
 def missing_units(out_dir: Path, spec: EvalSpec) -> list[str]:
+    """The unit files of ``spec`` not yet in ``out_dir`` (relative to its state folder)."""
     store = StateStore(out_dir)
     paths = [store.subset_path] + [store.clean_path(b) for b in range(spec.n_batches)]
     paths += [store.attack_path(p, a.name, b) for p, a in enumerate(spec.attacks) for b in range(spec.n_batches)]
@@ -114,16 +132,40 @@ def _fraction(mask: torch.Tensor, total: int) -> float:
     return float(mask.sum()) / total if total else 0.0
 
 
+def _median_norm(outcome: AttackOutcome) -> dict[str, Any]:
+    """Median norm of the unconstrained adversarials a minimum-norm attack found."""
+    assert outcome.norm is not None
+    found = outcome.norm[torch.isfinite(outcome.norm)]
+    return {"median_norm": statistics.median(found.tolist()) if found.numel() else None,
+            "found": int(found.numel()), "ran": int(outcome.ran.sum())}
+
+
+def _columns(col: Collected) -> dict[str, Any]:
+    """{label: accuracy (worst case over the column's attacks), attack names, seconds, median
+    norm of its first minimum-norm attack (None if it has none)}."""
+    out: dict[str, Any] = {}
+    for label, positions in col.spec.columns.items():
+        outcomes = [col.attacks[p] for p in positions]
+        medians = [_median_norm(o)["median_norm"] for o in outcomes if o.norm is not None]
+        out[label] = {"attacks": [col.spec.attacks[p].name for p in positions],
+                      "accuracy": _fraction(col.robust(positions), col.spec.n_images),
+                      "median_norm": medians[0] if medians else None,
+                      "seconds": sum(o.seconds for o in outcomes)}
+    return out
+
+
 def build_results(col: Collected, checks: dict[str, Any]) -> dict[str, Any]:
-    """The results.json object (DESIGN.md schema plus extras)."""
+    """The results.json object (docs/evaluation.md §7).
+
+    Args:
+        col: the collected evaluation. checks: {check name: verdict as JSON} (may be empty).
+    """
     spec, n = col.spec, col.spec.n_images
     correct = col.correct
-    robust = correct.clone()
     attacks = []
-    for attack, outcome in zip(spec.attacks, col.attacks):
+    for pos, (attack, outcome) in enumerate(zip(spec.attacks, col.attacks)):
         if spec.cascade:
-            robust &= ~outcome.success
-            accuracy = _fraction(robust, n)
+            accuracy = _fraction(col.robust(spec.column_peers(pos) + (pos,)), n)
         else:
             accuracy = _fraction(correct & ~outcome.success, n)
         n_run = int(outcome.ran.sum())
@@ -133,19 +175,19 @@ def build_results(col: Collected, checks: dict[str, Any]) -> dict[str, Any]:
             "standalone_accuracy": 1.0 - _fraction(outcome.success, n_run) if n_run else None,
             "n_run": n_run, "n_broken": int(outcome.success.sum()), "queries": outcome.queries,
         }
+        if attack.column is not None:
+            entry["column"] = attack.column
         if outcome.norm is not None:
-            found = outcome.norm[torch.isfinite(outcome.norm)]
-            entry["unconstrained"] = {
-                "median_norm": statistics.median(found.tolist()) if found.numel() else None,
-                "found": int(found.numel()), "ran": n_run,
-            }
+            entry["unconstrained"] = _median_norm(outcome)
         attacks.append(entry)
     broken_by = col.broken_by()
+    columns = {"columns": _columns(col)} if spec.columns else {}
     return {
         "model": spec.model, "dataset": spec.dataset, "n_images": n, "subset_seed": spec.subset_seed,
         "clean_accuracy": _fraction(correct, n),
         "attacks": attacks,
         "worst_case_accuracy": _fraction(broken_by == -1, n),
+        **columns,
         "checks": checks,
         "model_sha256": spec.model_sha256, "seed": spec.seed, "batch_size": spec.batch_size,
         "cascade": spec.cascade, "clean_seconds": col.clean_seconds,
@@ -155,45 +197,9 @@ def build_results(col: Collected, checks: dict[str, Any]) -> dict[str, Any]:
 
 
 def stored_adversarials(col: Collected) -> StoredAdversarials:
+    """Every attack's adversarials with the clean subset, for ``adversarials.safetensors``."""
     items = tuple(
         StoredAttack(a.name, a.norm or "", float(a.eps or 0.0), o.positions, o.x_adv, o.success[o.positions])
         for a, o in zip(col.spec.attacks, col.attacks)
     )
     return StoredAdversarials(col.indices, col.images, col.labels, col.pred, col.broken_by(), items)
-
-
-def finalize(out_dir: str | Path) -> dict[str, Any]:
-    """Write results.json, report.md and adversarials.safetensors of a complete evaluation."""
-    from scfront.evaluation.checks import summarize_checks
-    from scfront.evaluation.report import render_report
-
-    out_dir = Path(out_dir)
-    col = collect(out_dir)
-    checks = summarize_checks(col, StateStore(out_dir)) if col.spec.checks else {}
-    results = build_results(col, checks)
-    save_adversarials(out_dir / ADVERSARIALS_FILE, stored_adversarials(col))
-    atomic_write_json(out_dir / RESULTS_FILE, results)
-    atomic_write_text(out_dir / REPORT_FILE, render_report(results))
-    return results
-
-
-def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
-    """Combine the unit files of shards run into separate folders, then :func:`finalize`."""
-    if not shard_dirs:
-        raise ConfigError("evaluate-merge needs at least one shard folder")
-    out_dir = Path(out_dir)
-    specs = [read_spec(Path(d)) for d in shard_dirs]
-    for d, spec in zip(shard_dirs, specs):
-        if spec != specs[0]:
-            raise ConfigError(f"{d} holds a different evaluation than {shard_dirs[0]}; cannot merge")
-    write_or_check_spec(out_dir, specs[0])
-    target = StateStore(out_dir)
-    for d in shard_dirs:
-        source = StateStore(Path(d))
-        if source.root.resolve() == target.root.resolve():
-            continue
-        for rel in source.unit_files():
-            dst = target.root / rel
-            if not dst.is_file():
-                atomic_write(dst, lambda tmp, src=source.root / rel: shutil.copyfile(src, tmp))
-    return finalize(out_dir)

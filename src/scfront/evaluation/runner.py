@@ -1,15 +1,19 @@
 """Running an evaluation: the clean pass, then each attack of the suite, unit by unit.
 
 AutoAttack protocol: with ``cascade`` each attack runs only on the points that are correctly
-classified and that no earlier attack broke; without it every attack runs on every correctly
+classified and that no earlier attack of its column broke (the whole suite is one column unless
+the spec groups the attacks into columns); without it every attack runs on every correctly
 classified point (each attack's standalone accuracy). Every unit is saved when done
 (:mod:`scfront.evaluation.state`), so a killed run resumes where it stopped, and shards
 (:class:`~scfront.evaluation.spec.Shard`) split the batches between processes or machines.
 
-Minimum-norm attacks (Boundary, HopSkipJump, ZOO) are run unconstrained; the norm of what they
-find is kept (the paper reports its median), and their ε-constrained result is the projection of
-it onto the ε-ball, checked again on the model. Every stored adversarial is asserted to lie in
-its ε-ball and in [0, 1].
+Minimum-norm attacks (:class:`~scfront.attacks.base.MinimumNormAttack`: Boundary, HopSkipJump,
+ZOO) return the unconstrained adversarial and its ε-constrained verdict; the norm of what they
+find is kept (the paper reports its median) and the verdict is stored like any other attack's
+result. Every stored adversarial is asserted to lie in its ε-ball and in [0, 1].
+
+This module runs the attack units only; :mod:`scfront.evaluation.protocol` runs them, then the
+gradient-masking checks, then writes the results.
 """
 
 from __future__ import annotations
@@ -18,17 +22,19 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from scfront.attacks.base import Attack, predict
-from scfront.attacks.threat import ThreatModel
+from scfront.attacks.base import Attack, MinimumNormAttack, MinimumNormResult, predict
 from scfront.errors import ConfigError
 from scfront.evaluation.spec import EvalSpec, Shard, unit_generator, write_or_check_spec
 from scfront.evaluation.state import StateStore
+
+if TYPE_CHECKING:
+    from scfront.attacks.blackbox.starts import StartPool
 
 log = logging.getLogger(__name__)
 
@@ -60,47 +66,40 @@ class QueryCounter(nn.Module):
         return self.model(x)
 
 
-def attack_threat(attack: Attack) -> ThreatModel:
-    """The ε-ball an attack's stored results must lie in."""
-    constrained = getattr(attack, "constrained_threat", None)
-    threat = constrained() if constrained is not None else attack.threat
-    if threat is None:
-        raise ConfigError(f"attack {attack.name!r} has no ε-ball; the evaluation needs bounded attacks")
-    return threat
-
-
 def _execute(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """One attack on one set of points: x_adv inside the ε-ball, success, (norm)."""
-    threat = attack_threat(attack)
+             generator: torch.Generator, starts: StartPool | None) -> dict[str, torch.Tensor]:
+    """One attack on one set of points.
+
+    Returns:
+        ``x_adv`` (K, C, H, W) float32 inside the attack's ε-ball and [0, 1], ``success`` (K,)
+        bool, and for minimum-norm attacks ``norm`` (K,) float64: the norm of the unconstrained
+        adversarial, ``inf`` where none was found.
+    """
+    result = attack(model, x, y, generator=generator, starts=starts)
+    threat = attack.threat
     out: dict[str, torch.Tensor] = {}
-    if getattr(attack, "minimum_norm", False):
-        found = attack.unbounded()(model, x, y, generator=generator)  # type: ignore[attr-defined]
-        norm = threat.distance(found.x_adv, x)
-        out["norm"] = torch.where(found.success, norm, torch.full_like(norm, float("inf")))
-        x_adv = threat.project(found.x_adv, x)
-        success = predict(model, x_adv) != y
-    else:
-        result = attack(model, x, y, generator=generator)
-        x_adv, success = result.x_adv, result.success
-    inside = threat.contains(x_adv, x)
+    if isinstance(result, MinimumNormResult):
+        out["norm"] = result.norm
+    inside = threat.contains(result.x_adv, x)
     if not bool(inside.all()):
         raise AssertionError(f"{attack.name}: {int((~inside).sum())} adversarials outside the "
                              f"{threat.norm.value} ball of radius {threat.eps} or [0, 1]")
-    out["x_adv"] = x_adv.float()
-    out["success"] = success
+    out["x_adv"] = result.x_adv.float()
+    out["success"] = result.success
     return out
 
 
 def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequence[Attack],
               out_dir: str | Path, shard: Shard = Shard(), device: torch.device | str = "cpu",
-              progress: bool = True) -> None:
+              progress: bool = True, starts: StartPool | None = None) -> None:
     """Compute every unit of ``shard`` that is not stored yet (clean pass, then the attacks).
 
     Args:
         model: maps (B, C, H, W) float in [0, 1] to logits; put in eval mode on ``device``.
         data: the whole subset (every shard holds it; each works on its own batches).
         spec: must describe ``attacks`` (same names, in order) and ``data``.
+        starts: starting images for the attacks that take them (``Attack.uses_starts``), e.g.
+            ``StartPool(test_set.images)``; None: those attacks find their own starts.
     """
     if [a.name for a in attacks] != [a.name for a in spec.attacks]:
         raise ConfigError("the attacks do not match the evaluation spec")
@@ -130,7 +129,7 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
             x, y = data.batch(spec.batch_slice(b), device)
             active = store.read(store.clean_path(b))[0]["pred"].to(device) == y
             if spec.cascade:
-                for prev in range(pos):
+                for prev in spec.column_peers(pos):
                     earlier = store.read(store.attack_path(prev, attacks[prev].name, b))[0]
                     active &= ~earlier["success"].to(device)
             idx = active.nonzero().squeeze(1)
@@ -138,13 +137,13 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
             queries_before = counter.queries
             start = time.perf_counter()
             if idx.numel():
-                gen = unit_generator(spec.seed, pos, attack.name, b, device=device)
-                out = _execute(attack, counter, x[idx], y[idx], gen)
+                gen = unit_generator(spec.seed, spec.position_in_column(pos), attack.name, b, device=device)
+                out = _execute(attack, counter, x[idx], y[idx], gen, starts)
                 tensors["success"][idx] = out.pop("success")
                 tensors.update(out)
             else:
                 tensors["x_adv"] = torch.zeros((0,) + tuple(x.shape[1:]))
-                if getattr(attack, "minimum_norm", False):
+                if isinstance(attack, MinimumNormAttack):
                     tensors["norm"] = torch.zeros(0, dtype=torch.float64)
             meta = {"seconds": time.perf_counter() - start, "queries": counter.queries - queries_before}
             store.write(path, tensors, meta)
@@ -153,7 +152,3 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
                 log.info("%s: [%d/%d] %s batch %d (%d of %d here): broke %d of %d in %.0f s", out_dir.name,
                          pos + 1, len(attacks), attack.name, b, done, len(batches),
                          int(tensors["success"].sum()), int(idx.numel()), meta["seconds"])
-    if spec.checks and shard.runs_checks:
-        from scfront.evaluation.checks import run_checks
-
-        run_checks(model, data, spec, attacks, store, device, progress)

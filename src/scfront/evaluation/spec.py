@@ -7,6 +7,12 @@ subset. Batches are fixed slices of the subset, the same in every run, and a sha
 batches (``b % n == i``), so a unit computes exactly the same thing whether it runs in one
 process, after a restart, or in another shard; its randomness comes from a generator seeded by
 the unit's identity (:func:`unit_seed`).
+
+An evaluation's attacks may be grouped into *columns* (the columns of the paper's Table 1): each
+attack carries a column label, a column is the set of attacks sharing one, and the AutoAttack
+cascade runs inside each column (an attack only sees the points the earlier attacks *of its
+column* failed on). Columns are independent of each other; the per-example worst case is over
+every attack. Without labels the whole suite is one cascade.
 """
 
 from __future__ import annotations
@@ -28,14 +34,15 @@ SPEC_FILE = "spec.json"
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One attack of the suite: registry name, full parameters (JSON values), its ε-ball, and
-    whether it is black-box (queries only)."""
+    """One attack of the suite: registry name, full parameters (JSON values), its ε-ball,
+    whether it is black-box (queries only), and the label of its column (None: no columns)."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     norm: str | None = None
     eps: float | None = None
     black_box: bool = False
+    column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,11 @@ class EvalSpec:
     Attributes:
         model: a display name (the model file's name, never a full path).
         model_sha256: hash of the model's parameters and buffers (:func:`model_digest`).
-        dataset: "cifar10" or "imagenette". n_images, subset_seed: the subset (DESIGN.md).
+        dataset: "cifar10" or "imagenette". n_images, subset_seed: the subset (docs/evaluation.md §2).
         seed: base seed of the attacks' generators. batch_size: images per unit.
         cascade: each attack only runs on points every earlier attack failed on (AutoAttack).
         checks: run the gradient-masking checks on the first ``check_images`` images.
-        attacks: the suite, in order.
+        attacks: the suite, in order; either every attack has a column label or none has.
     """
 
     model: str
@@ -70,6 +77,37 @@ class EvalSpec:
         names = [a.name for a in self.attacks]
         if len(set(names)) != len(names):
             raise ConfigError(f"each attack may appear once in the suite, got {', '.join(names)}")
+        labels = [a.column for a in self.attacks]
+        if any(label is None for label in labels) and any(label is not None for label in labels):
+            raise ConfigError("either every attack of the suite has a column label or none has, got "
+                              + ", ".join(f"{a.name}: {a.column}" for a in self.attacks))
+        for label in labels:
+            if label is not None and (not isinstance(label, str) or not label.strip()):
+                raise ConfigError(f"a column label must be a non-empty string, got {label!r}")
+
+    @property
+    def columns(self) -> dict[str, tuple[int, ...]]:
+        """{column label: positions of its attacks in the suite}, in order of first appearance;
+        empty when the attacks are not grouped into columns."""
+        out: dict[str, list[int]] = {}
+        for pos, attack in enumerate(self.attacks):
+            if attack.column is not None:
+                out.setdefault(attack.column, []).append(pos)
+        return {label: tuple(positions) for label, positions in out.items()}
+
+    def column_peers(self, position: int) -> tuple[int, ...]:
+        """Positions of the attacks before ``position`` in the same column (the whole suite
+        without columns): the attacks whose successes the cascade removes from its points."""
+        label = self.attacks[position].column
+        return tuple(p for p in range(position) if self.attacks[p].column == label)
+
+    def position_in_column(self, position: int) -> int:
+        """Index of attack ``position`` inside its column (its suite position without columns).
+
+        It names the attack's random generators (:func:`unit_generator`), so an attack in a
+        column draws exactly what it draws when its column is evaluated on its own.
+        """
+        return len(self.column_peers(position))
 
     @property
     def n_batches(self) -> int:
@@ -126,6 +164,7 @@ def unit_seed(seed: int, *parts: object) -> int:
 
 
 def unit_generator(seed: int, *parts: object, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on ``device`` seeded with :func:`unit_seed` of ``seed`` and ``parts``."""
     return torch.Generator(device=device).manual_seed(unit_seed(seed, *parts))
 
 

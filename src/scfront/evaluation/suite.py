@@ -1,27 +1,29 @@
-"""Building the attack suite from names and overrides, and the one-call :func:`evaluate`.
+"""Building the attack suite from names and overrides (the evaluation itself:
+:func:`scfront.evaluation.protocol.evaluate`).
 
 An attack item is ``NAME`` or ``NAME:KEY=VALUE:KEY=VALUE`` (e.g. ``square:queries=1000`` or
 ``pgd-l2:eps=0.5``); values are integers, numbers (``8/255`` allowed), ``true``/``false``,
 ``none`` or strings. Suite-wide overrides (``--eps``, ``--steps``, ...) apply to every attack
-that has that parameter; an item's own values take precedence. ``@NAME`` stands for one of the
-named suites of :data:`SUITES`.
+that declares that parameter; an item's own values take precedence. ``top_u`` and ``steepness``
+(suite-wide or in an item) make one :class:`~scfront.frontend.bpda.BPDA` value for the attacks
+that take ``bpda``; ``0`` is the identity, as in Python, and a field not given takes the paper's
+value (U = 30, s = 4). ``@NAME`` stands for one of the named suites of :data:`SUITES`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Mapping, Sequence
-
-import torch
-from torch import nn
 
 from scfront.attacks.base import Attack
 from scfront.attacks.registry import attack_class, create_attack
 from scfront.errors import ConfigError
-from scfront.evaluation.runner import EvalData, attack_threat, run_units
-from scfront.evaluation.spec import AttackSpec, EvalSpec, Shard, model_digest
-from scfront.evaluation.state import StateStore
+from scfront.evaluation.spec import AttackSpec
+from scfront.frontend.bpda import BPDA
+from scfront.values import parse_value  # noqa: F401  (one parser for all command-line values; re-exported)
+
+# Item and suite-wide options that are the two fields of one BPDA value, not attack parameters.
+BPDA_OPTIONS = ("top_u", "steepness")
 
 
 # Named suites for ``--attacks @NAME`` (Linf 8/255 unless --eps says otherwise).
@@ -51,27 +53,6 @@ def expand_suites(items: Sequence[str]) -> list[str]:
     return out
 
 
-def parse_value(text: str) -> Any:
-    """A scalar from the command line: int, float (also ``a/b``), bool, None or the string."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    if "/" in text:
-        num, _, den = text.partition("/")
-        try:
-            return float(num) / float(den)
-        except (ValueError, ZeroDivisionError):
-            pass
-    return text
-
-
 def parse_item(item: str) -> tuple[str, dict[str, Any]]:
     """``"NAME:k=v:k=v"`` -> (NAME, {k: v})."""
     name, *pairs = item.strip().split(":")
@@ -84,49 +65,73 @@ def parse_item(item: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
-def build_suite(items: Sequence[str], overrides: Mapping[str, Any] | None = None,
-                pool: Any = None) -> list[Attack]:
-    """Attack objects for ``items``; ``pool`` (a StartPool) is given to attacks that take one."""
+def attack_parameters(name: str) -> dict[str, Any]:
+    """{parameter: default} the attack ``name`` declares (its constructor's keyword arguments;
+    ``dataclasses.MISSING`` for one without a default), in declaration order.
+
+    The one place of the evaluation that reads an attack class's dataclass fields: for the
+    suite-wide overrides and the ``--help`` list of attacks.
+    """
+    cls = attack_class(name)
+    if not dataclasses.is_dataclass(cls):
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.init}
+
+
+def _bpda_value(parts: Mapping[str, Any]) -> BPDA:
+    """One BPDA value from ``top_u``/``steepness`` options (keys of :data:`BPDA_OPTIONS`; a
+    missing field takes the paper's rule). ConfigError for values BPDA does not accept."""
+    return dataclasses.replace(BPDA(), **parts)
+
+
+def build_suite(items: Sequence[str], overrides: Mapping[str, Any] | None = None) -> list[Attack]:
+    """Attack objects for ``items`` (``NAME:KEY=VALUE:...``), in order.
+
+    Args:
+        items: attack items (``@NAME`` suites expanded already, see :func:`expand_suites`).
+        overrides: suite-wide parameters (None values ignored), applied to every attack that
+            declares them; ``top_u``/``steepness`` build a BPDA value for attacks with ``bpda``.
+    Raises:
+        ConfigError: unknown attack, or an item option the attack does not declare.
+    """
+    suite_wide = {k: v for k, v in (overrides or {}).items() if v is not None}
+    suite_bpda = {k: suite_wide.pop(k) for k in BPDA_OPTIONS if k in suite_wide}
     attacks = []
     for item in items:
         name, own = parse_item(item)
-        cls = attack_class(name)
-        fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-        kwargs = {k: v for k, v in (overrides or {}).items() if v is not None and k in fields}
+        declared = attack_parameters(name)
+        kwargs = {k: v for k, v in suite_wide.items() if k in declared}
+        own_bpda = {k: own.pop(k) for k in BPDA_OPTIONS if k in own}
+        if own_bpda and "bpda" not in declared:
+            raise ConfigError(f"attack {name!r} has no BPDA rules to set ({', '.join(own_bpda)} in {item!r})")
+        if "bpda" in declared and (suite_bpda or own_bpda):
+            kwargs["bpda"] = _bpda_value({**suite_bpda, **own_bpda})
         kwargs.update(own)
-        if "pool" in fields and pool is not None:
-            kwargs.setdefault("pool", pool)
         attacks.append(create_attack(name, **kwargs))
     return attacks
 
 
-def attack_spec(attack: Attack) -> AttackSpec:
-    threat = attack_threat(attack)
-    params = {k: (v.value if hasattr(v, "value") else v) for k, v in attack.params().items()}
-    return AttackSpec(attack.name, params, threat.norm.value, threat.eps, bool(getattr(attack, "black_box", False)))
-
-
-def evaluate(model: nn.Module, data: EvalData, attacks: Sequence[Attack], out_dir: str | Path, *,
-             model_name: str = "model", dataset: str = "cifar10", subset_seed: int = 0, seed: int = 0,
-             batch_size: int = 250, cascade: bool = True, checks: bool = True, check_images: int = 100,
-             shard: Shard = Shard(), device: torch.device | str = "cpu",
-             progress: bool = True) -> dict[str, Any] | None:
-    """Run (or resume) an evaluation into ``out_dir``; the results once every unit is done.
+def build_columns(columns: Mapping[str, Sequence[str]],
+                  overrides: Mapping[str, Mapping[str, Any] | None] | None = None) -> dict[str, list[Attack]]:
+    """{column label: attacks} for :func:`~scfront.evaluation.protocol.evaluate`.
 
     Args:
-        model: maps (N, C, H, W) float in [0, 1] to logits. data: the subset (:class:`EvalData`).
-        attacks: the suite, in order (see :func:`build_suite`).
-    Returns:
-        The results.json object, or None while other shards still have units to compute.
+        columns: {label: attack items of that column, in cascade order}.
+        overrides: {label: suite-wide overrides of that column} (see :func:`build_suite`).
     """
-    from scfront.evaluation.checks import checks_complete
-    from scfront.evaluation.results import finalize, missing_units
+    return {label: build_suite(items, (overrides or {}).get(label)) for label, items in columns.items()}
 
-    spec = EvalSpec(model=model_name, model_sha256=model_digest(model), dataset=dataset,
-                    n_images=int(data.labels.shape[0]), subset_seed=subset_seed, seed=seed,
-                    batch_size=batch_size, cascade=cascade, checks=checks, check_images=check_images,
-                    attacks=tuple(attack_spec(a) for a in attacks))
-    run_units(model, data, spec, attacks, out_dir, shard, device, progress)
-    if missing_units(Path(out_dir), spec) or (checks and not checks_complete(StateStore(out_dir))):
-        return None
-    return finalize(out_dir)
+
+def with_params(attack: Attack, **changes: Any) -> Attack:
+    """A copy of ``attack`` with some hyperparameters changed (validated like a new attack)."""
+    declared = attack_parameters(attack.name)
+    unknown = sorted(set(changes) - set(declared))
+    if unknown:
+        raise ConfigError(f"attack {attack.name!r} has no parameter(s) {', '.join(unknown)}")
+    return dataclasses.replace(attack, **changes)  # type: ignore[type-var]
+
+
+def attack_spec(attack: Attack, column: str | None = None) -> AttackSpec:
+    """The :class:`AttackSpec` of ``attack`` (in column ``column``) for spec.json."""
+    threat = attack.threat
+    return AttackSpec(attack.name, attack.params(), threat.norm.value, threat.eps, attack.black_box, column)

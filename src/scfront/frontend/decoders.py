@@ -1,4 +1,4 @@
-"""Decoders: sparse codes → images (PAPER.md section 3), one implementation over a layer spec.
+"""Decoders: sparse codes → images (docs/method.md §3), one implementation over a layer spec.
 
 Every decoder is a stack of transposed convolutions with bias, each followed by ReLU (the last
 one too, as in the original; the final clamp makes that ReLU a no-op in the forward pass), with
@@ -67,7 +67,7 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Decoder(nn.Module):
-    """Codes (B, n_atoms, H', W') → images (B, 3, H, W) float in [0, 1] (PAPER.md section 3).
+    """Codes (B, n_atoms, H', W') → images (B, 3, H, W) float in [0, 1] (docs/method.md §3).
 
     Args:
         layers: the layer spec (see :data:`DECODER_LAYERS`); empty = identity decoder.
@@ -141,7 +141,7 @@ class Decoder(nn.Module):
 
 def build_decoder(name: DecoderName | str, n_atoms: int, image_size: int, patch_size: int,
                   stride: int) -> Decoder:
-    """The decoder ``name`` of PAPER.md section 3 for codes of ``n_atoms`` channels."""
+    """The decoder ``name`` of docs/method.md §3 for codes of ``n_atoms`` channels."""
     try:
         key = DecoderName(name)
     except ValueError:

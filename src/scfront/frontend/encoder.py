@@ -1,8 +1,9 @@
-"""The sparse coding encoder (PAPER.md section 2) with attack-time BPDA rules (section 6).
+"""The sparse coding encoder (docs/method.md §2) with attack-time BPDA rules (§6).
 
 Steps, in order, each optional: convolution with the dictionary atoms → uniform noise → top-T by
 |z| per location → dropout of kept coefficients → ternary activation. The forward pass is always
-exact; the backward pass of top-T and of the activation follows ``encoder.bpda``.
+exact; the backward pass of top-T and of the activation follows ``encoder.bpda``, which
+:func:`use_bpda` replaces on every encoder of a model for the duration of an attack.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from scfront.errors import CheckpointError, ConfigError, InputError
 from scfront.frontend.bpda import BPDA, IdentityBackward, TanhSurrogateBackward, TopUMaskBackward, ternary
 from scfront.frontend.codes import SparseCodes
 from scfront.frontend.sparse import SlotCorrelation
+from scfront.sampling import uniform
 
-__all__ = ["Encoder", "RANGE_TOLERANCE", "top_indices"]
+__all__ = ["Encoder", "RANGE_TOLERANCE", "top_indices", "use_bpda"]
 
 RANGE_TOLERANCE = 1e-6  # inputs may leave [0, 1] by this much (float rounding in attacks)
 
@@ -137,7 +139,7 @@ def correlate(x: torch.Tensor, atoms: torch.Tensor, stride: int) -> torch.Tensor
 
 
 class Encoder(nn.Module, AtomShape):
-    """Sparse coding encoder: images → ternary sparse codes (PAPER.md section 2).
+    """Sparse coding encoder: images → ternary sparse codes (docs/method.md §2).
 
     Args:
         dictionary: the atoms, (n_atoms, C, p, p); stored as a buffer (a Parameter when
@@ -268,8 +270,7 @@ class Encoder(nn.Module, AtomShape):
     # ------------------------------------------------------------------ steps
     def _uniform(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """U[0, 1) numbers from the encoder's generator, on ``like``'s device and dtype."""
-        out = torch.rand(shape, generator=self.generator, device=self.generator.device, dtype=like.dtype)
-        return out.to(like.device)
+        return uniform(shape, self.generator, like)
 
     def _noise(self, z: torch.Tensor, l1: torch.Tensor) -> torch.Tensor:
         """z + γ·ε_a·‖d_k‖₁·n, n ~ U[-1, 1] with unit L1 norm over each (sample, atom) map."""
@@ -301,7 +302,8 @@ class Encoder(nn.Module, AtomShape):
         """The codes in slot layout (see :class:`SparseCodes`); needs top-T.
 
         Slots hold the top-K atoms by |z| per location, K = T when no gradient is needed and
-        K = max(T, U) under autograd with ``bpda.top_u = U`` (K = n_atoms for the identity rule).
+        K = max(T, U) under autograd with ``bpda.top_u = U`` (K = n_atoms for the identity rule
+        ``top_u = 0``).
         """
         if self.top_t is None:
             raise ConfigError("sparse codes need top-T; this encoder has top_t=None")
@@ -311,7 +313,7 @@ class Encoder(nn.Module, AtomShape):
         needs_grad = self._needs_input_grad(x)
         if not needs_grad:
             slots = t
-        elif top_u is None:
+        elif top_u == 0:
             slots = n  # identity through top-T: every coefficient gets gradient
         else:
             slots = max(t, min(top_u, n))
@@ -327,7 +329,7 @@ class Encoder(nn.Module, AtomShape):
             values = torch.gather(z_last, -1, indices)
         slot = torch.arange(slots, device=z.device)
         keep = slot < t
-        if needs_grad and top_u is None:
+        if needs_grad and top_u == 0:
             values = IdentityBackward.apply(values, lambda v: torch.where(keep, v, torch.zeros_like(v)))
         elif needs_grad:
             values = TopUMaskBackward.apply(values, keep, slot < top_u)
@@ -348,3 +350,35 @@ class Encoder(nn.Module, AtomShape):
             kept = self._uniform(tuple(z.permute(0, 2, 3, 1).shape), z) >= self.dropout_p
             z = torch.where(kept.permute(0, 3, 1, 2), z, torch.zeros_like(z))
         return self._activate(z, self.l1_norms().view(1, -1, 1, 1))
+
+
+@contextlib.contextmanager
+def use_bpda(model: nn.Module, rules: BPDA) -> Iterator[list[Encoder]]:
+    """Use the backward rules ``rules`` on every :class:`Encoder` inside ``model`` for the block.
+
+    The previous rule of each encoder is restored on exit, also on error. ``rules`` is a whole
+    :class:`~scfront.frontend.bpda.BPDA` value (``BPDA(top_u=0, steepness=0)``: identity through
+    top-T and the activation); the forward pass is unchanged.
+
+    Example::
+
+        with scfront.frontend.use_bpda(model, BPDA(top_u=60, steepness=8.0)):
+            (grad,) = torch.autograd.grad(loss_fn(model(x)), x)
+
+    Yields the list of encoders that were changed. Raises ConfigError if ``rules`` is not a BPDA
+    value or ``model`` holds no encoder (so that an attack cannot silently run with rules it
+    asked not to use).
+    """
+    if not isinstance(rules, BPDA):
+        raise ConfigError(f"use_bpda needs a scfront.frontend.BPDA value, got {type(rules).__name__}")
+    encoders = [m for m in model.modules() if isinstance(m, Encoder)]
+    if not encoders:
+        raise ConfigError(f"{type(model).__name__} contains no sparse coding Encoder to set BPDA rules on")
+    previous = [enc.bpda for enc in encoders]
+    try:
+        for enc in encoders:
+            enc.bpda = rules
+        yield encoders
+    finally:
+        for enc, rule in zip(encoders, previous):
+            enc.bpda = rule

@@ -1,4 +1,4 @@
-"""The frontend: encoder followed by decoder, images in, images (or codes) out (PAPER.md 2-3)."""
+"""The frontend: encoder followed by decoder, images in, images (or codes) out (docs/method.md §2-§3)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,11 @@ def build_frontend(cfg: FrontendConfig, image_size: int, dictionary: Dictionary 
     ``dictionary`` defaults to ``scfront.dictionary.get_dictionary(cfg.dictionary)`` (a shipped
     name or an .npz path). ``cfg.enabled`` is the caller's business: this builds the frontend
     the section describes either way. ``generator`` drives the noise/dropout variants.
+
+    Raises:
+        ConfigError: an image size smaller than the dictionary's patches or not tiled by them at
+            ``cfg.stride``, or ``cfg.top_t`` above the dictionary's number of atoms (the bounds a
+            :class:`~scfront.config.FrontendConfig` cannot check without the dictionary).
     """
     if dictionary is None:
         from scfront.dictionary import get_dictionary
@@ -76,6 +81,13 @@ def build_frontend(cfg: FrontendConfig, image_size: int, dictionary: Dictionary 
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < dictionary.patch_size:
         raise ConfigError(f"image_size must be an integer ≥ the patch size {dictionary.patch_size}, "
                           f"got {image_size!r}")
+    if cfg.stride >= 1 and (image_size - dictionary.patch_size) % cfg.stride:
+        raise ConfigError(f"{image_size}x{image_size} images are not tiled by the dictionary's "
+                          f"{dictionary.patch_size}x{dictionary.patch_size} patches at frontend.stride "
+                          f"{cfg.stride}: image_size - {dictionary.patch_size} must be a multiple of the stride")
+    if cfg.top_t is not None and cfg.top_t > dictionary.n_atoms:  # the range the config cannot know
+        raise ConfigError(f"frontend.top_t must be at most the {dictionary.n_atoms} atoms of the dictionary "
+                          f"{cfg.dictionary!r} (or none), got {cfg.top_t}")
     encoder = Encoder(
         dictionary, stride=cfg.stride, top_t=cfg.top_t, beta=cfg.beta, assumed_eps=cfg.assumed_eps,
         activation=cfg.activation, noise_gamma_train=cfg.noise_gamma_train,

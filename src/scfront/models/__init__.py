@@ -7,6 +7,8 @@
 - :func:`build_model`: the classifier or frontend + classifier a :class:`~scfront.config.RunConfig`
   describes.
 - :func:`save_model` / :func:`load_model` / :func:`load_pretrained`: safetensors + model card.
+- :func:`load` (``scfront.load``): any model spec (a saved folder, an original ``.pt``,
+  ``package.module:factory``, a shipped name); :func:`resolve_spec` says which kind a spec is.
 
 Names are imported lazily (PEP 562) so that ``import scfront.models`` stays cheap.
 """
@@ -16,12 +18,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
-    "ModelInfo": "scfront.models.registry",
-    "InputKind": "scfront.models.registry",
+    "ModelInfo": "scfront.models.registration",
+    "InputKind": "scfront.models.registration",
     "create_model": "scfront.models.registry",
     "list_models": "scfront.models.registry",
     "model_info": "scfront.models.registry",
-    "register_model": "scfront.models.registry",
+    "register_model": "scfront.models.registration",
     "count_parameters": "scfront.models.registry",
     "import_original_resnet32": "scfront.models.original",
     "build_model": "scfront.models.build",
@@ -29,15 +31,22 @@ _EXPORTS = {
     "load_model": "scfront.models.saving",
     "load_pretrained": "scfront.models.saving",
     "list_pretrained": "scfront.models.saving",
+    "load": "scfront.models.loader",
+    "resolve_spec": "scfront.models.loader",
+    "ModelSpec": "scfront.models.loader",
+    "SpecKind": "scfront.models.loader",
+    "prepare_for_attack": "scfront.models.fast",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from scfront.models.build import build_model
+    from scfront.models.fast import prepare_for_attack
+    from scfront.models.loader import ModelSpec, SpecKind, load, resolve_spec
     from scfront.models.original import import_original_resnet32
-    from scfront.models.registry import (InputKind, ModelInfo, count_parameters, create_model,
-                                         list_models, model_info, register_model)
+    from scfront.models.registration import InputKind, ModelInfo, register_model
+    from scfront.models.registry import count_parameters, create_model, list_models, model_info
     from scfront.models.saving import list_pretrained, load_model, load_pretrained, save_model
 
 

@@ -37,7 +37,13 @@ def build_model(config: RunConfig, dictionary: "Dictionary | None" = None,
             same seed gives the same initial weights; otherwise PyTorch's default initialisation.
 
     Returns:
-        An ``nn.Module`` mapping (N, 3, H, W) images in [0, 1] to (N, num_classes) logits.
+        An ``nn.Module`` mapping (N, 3, H, W) images in [0, 1] to (N, num_classes) logits, its
+        input checked (:mod:`scfront.models.inputs`): H = W = ``config.data.image_size``.
+
+    Raises:
+        ConfigError: an unknown classifier, a classifier that does not fit the decoder, or a
+            frontend setting that does not fit the dictionary (``frontend.top_t`` above its
+            number of atoms, an image size smaller than its patches).
     """
     name = config.model.classifier
     info = model_info(name)
@@ -46,24 +52,25 @@ def build_model(config: RunConfig, dictionary: "Dictionary | None" = None,
         if info.input_kind is not InputKind.IMAGE:
             raise ConfigError(f"classifier {name!r} reads frontend codes; enable the frontend "
                               "(frontend.enabled = true) with the identity decoder")
-        model: nn.Module = create_model(name, num_classes=num_classes)
+        model: nn.Module = create_model(name, num_classes=num_classes, image_size=config.data.image_size)
     else:
         from scfront.frontend.frontend import build_frontend
         from scfront.models.defended import DefendedModel
 
         frontend = build_frontend(config.frontend, config.data.image_size, dictionary=dictionary)
-        identity = DecoderName(config.frontend.decoder) is DecoderName.IDENTITY
+        identity = config.frontend.decoder is DecoderName.IDENTITY
         if identity and info.input_kind is not InputKind.CODES:
             raise ConfigError(f"the identity decoder feeds codes to the classifier; {name!r} reads "
                               f"images (choose one of: {_codes_classifiers()})")
         if not identity and info.input_kind is InputKind.CODES:
             raise ConfigError(f"classifier {name!r} reads codes; it needs frontend.decoder = "
                               "\"identity\"")
+        # The defended model checks the input; its classifier reads the frontend's output.
         if identity:
-            classifier = create_model(name, num_classes=num_classes,
+            classifier = create_model(name, num_classes=num_classes, input_check=False,
                                       in_channels=frontend.encoder.n_atoms)
         else:
-            classifier = create_model(name, num_classes=num_classes)
+            classifier = create_model(name, num_classes=num_classes, input_check=False)
         model = DefendedModel(frontend, classifier)
     if generator is not None:
         initialize_(model, generator)

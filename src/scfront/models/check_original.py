@@ -7,7 +7,7 @@ Usage::
 
     python -m scfront.models.check_original CHECKPOINT.pt [...] --data-root DIR [--n-images N]
 
-``--n-images`` below 10,000 uses the fixed seeded evaluation subset (DESIGN.md).
+``--n-images`` below 10,000 uses the fixed seeded evaluation subset (docs/evaluation.md §2).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from scfront.cli_options import device_option
 from scfront.errors import ScfrontError
 
 
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-images", type=int, default=10_000, help="test images (default all)")
     parser.add_argument("--subset-seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_option, default="cpu", help="torch device (default: cpu)")
     args = parser.parse_args(argv)
 
     from scfront.data import eval_subset_indices, load_cifar10

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scfront.models.layers import Normalize, SeededDropout, cpu_channels_last
-from scfront.models.registry import CIFAR10_MEAN, CIFAR10_STD, register_model
+from scfront.models.registration import CIFAR10_MEAN, CIFAR10_STD, register_model
 
 # (expansion, kernel, stride, output channels, repeats) per stage: EfficientNet-B0, Table 1.
 B0_STAGES = (

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scfront import sampling
+
 
 def cpu_channels_last(x: torch.Tensor) -> torch.Tensor:
     """x (N, C, H, W), any values → the same tensor stored channels-last when it is on the CPU.
@@ -85,7 +87,7 @@ class SeededDropout(nn.Module):
     Args:
         p: probability of zeroing an element.
         always_on: drop in eval mode too (a randomised network, e.g. the ablation ResNet of
-            PAPER.md section 4).
+            docs/method.md §4).
         rescale: multiply the kept elements by ``1 / (1 - p)`` (inverted dropout, PyTorch's
             convention); ``False`` keeps them unchanged, as the original ablation network did.
     """
@@ -102,13 +104,9 @@ class SeededDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0 or not (self.training or self.always_on):
             return x
-        if self.generator is None:
-            noise = torch.rand(x.shape, device=x.device)
-        else:
-            # A generator lives on one device; draw there and move, so that a CPU generator
-            # (whose state is easy to save) also drives a CUDA model.
-            noise = torch.rand(x.shape, generator=self.generator,
-                               device=self.generator.device).to(x.device)
+        # Drawn in float32 on the generator's device, then moved (scfront.sampling), so that a
+        # CPU generator (whose state is easy to save) also drives a CUDA model.
+        noise = sampling.uniform(x.shape, self.generator, x, draw_dtype=torch.float32)
         keep = (noise >= self.p).to(x.dtype)
         out = x * keep
         return out / (1.0 - self.p) if self.rescale else out

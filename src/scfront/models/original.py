@@ -9,6 +9,8 @@ cannot run code; every key and shape must then match :func:`~scfront.models.crea
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,10 +18,31 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from scfront.errors import CheckpointError
+from scfront.errors import CheckpointError, one_line
 from scfront.models.registry import create_model
 
 _SHOWN = 5  # how many offending keys an error message lists
+# torch.load(weights_only=True) names the first object it refuses to unpickle like this.
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error: (.*?)(?: Check the documentation of torch\.load.*)?$")
+SAVE_HINT = ("save the weights alone with torch.save(model.state_dict(), PATH) and load them as "
+             "package.module:factory --weights PATH")
+
+
+def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
+    """The error for a file ``torch.load(weights_only=True)`` refused with ``exc``."""
+    unsafe = _UNSAFE_GLOBAL.search(str(exc))
+    if unsafe is not None:
+        return CheckpointError(
+            f"{path} is not a readable PyTorch state_dict: it holds a pickled Python object "
+            f"({unsafe.group(1)}, e.g. a whole nn.Module); scfront reads only state_dicts of tensors, "
+            f"with torch.load(weights_only=True), so that a file cannot run code; {SAVE_HINT}")
+    detail = one_line(exc) or type(exc).__name__
+    unpickler = _UNPICKLER_ERROR.search(detail)
+    if unpickler is not None:  # the rest of torch's text advises weights_only=False: not here
+        detail = unpickler.group(1).strip()
+    return CheckpointError(f"{path} is not a readable PyTorch state_dict (corrupt, truncated or another "
+                           f"format: {detail}); {SAVE_HINT}")
 
 
 def _few(keys: list[str]) -> str:
@@ -38,16 +61,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it all
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError,
             zipfile.BadZipFile, AttributeError, KeyError, IndexError, TypeError) as exc:
         # torch raises a variety of types for truncated, foreign or unsafe files.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch state_dict ({first_line})"
-        ) from None
+        raise _unreadable(path, exc) from None
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a state_dict")
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a state_dict (a mapping of "
+                              f"names to tensors); {SAVE_HINT}")
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path} is not a state_dict of tensors (entries {_few(bad)})")

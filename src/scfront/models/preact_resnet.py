@@ -1,6 +1,6 @@
 """Pre-activation ResNet-101 with bottleneck units (He et al., "Identity Mappings in Deep
 Residual Networks", 2016), CIFAR-style stem (3x3 conv, stride 1), stages [3, 4, 23, 3] of widths
-64/128/256/512 (x4 expansion). One of the classifiers of PAPER.md section 4.
+64/128/256/512 (x4 expansion). One of the classifiers of docs/method.md §4.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scfront.models.layers import Normalize, cpu_channels_last
-from scfront.models.registry import CIFAR10_MEAN, CIFAR10_STD, register_model
+from scfront.models.registration import CIFAR10_MEAN, CIFAR10_STD, register_model
 
 EXPANSION = 4
 

@@ -7,7 +7,7 @@ stride, symmetric zero channel padding). One irregularity is kept because the we
 it: in the first unit of a network the unit's ``conv1`` reads the raw input and the shortcut
 carries the activated input (``conv_on_raw_input`` below).
 
-Variants (PAPER.md section 4): ×10 width (160/320/640), a network reading the frontend's codes
+Variants (docs/method.md §4): ×10 width (160/320/640), a network reading the frontend's codes
 directly (for the identity decoder), and a network with a 500-filter first layer followed by
 always-on dropout.
 """
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scfront.models.layers import Normalize, SeededDropout, cpu_channels_last, match_channels
-from scfront.models.registry import CIFAR10_MEAN, CIFAR10_STD, InputKind, register_model
+from scfront.models.registration import CIFAR10_MEAN, CIFAR10_STD, InputKind, register_model
 
 LEAK = 0.1  # slope of every leaky ReLU (Madry et al.)
 UNITS_PER_BLOCK = 5  # 3 blocks x 5 units x 2 convs + first conv + linear = 32 layers

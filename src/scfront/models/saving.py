@@ -10,11 +10,12 @@ A saved model is a folder (normally the training run's folder)::
 :func:`load_model` rebuilds the network with :func:`~scfront.models.build_model` from
 ``config.toml``, checks the dictionary it resolves to against the card's hash, and loads the
 weights with strict key matching. Weights are never unpickled (safetensors only).
+``scfront.load`` (:mod:`scfront.models.loader`) reads these folders and every other kind of
+model spec.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from importlib import resources
@@ -26,13 +27,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from scfront import __version__
 from scfront.config import RunConfig, load_config, save_config, to_dict
 from scfront.errors import CheckpointError
-from scfront.io import atomic_write, atomic_write_json, sha256_file
+from scfront.io import atomic_write, atomic_write_json, read_json_record, sha256_file
 from scfront.models.build import build_model
 from scfront.models.original import load_state_dict_strict
 from scfront.models.registry import count_parameters
+from scfront.version import __version__
 
 if TYPE_CHECKING:
     from scfront.dictionary.core import Dictionary
@@ -135,7 +136,8 @@ def _model_dir(path: str | Path) -> Path:
         return path.parent
     if path.suffix in (".pt", ".pth"):
         raise CheckpointError(f"{path} is a PyTorch checkpoint, not a model saved by scfront; "
-                              "use scfront.models.import_original_resnet32 for the original ones")
+                              "scfront.load reads the original ResNet-32 ones (with "
+                              "scfront.models.import_original_resnet32)")
     raise CheckpointError(f"{path} does not exist (expected a run folder or its {MODEL_FILE})")
 
 
@@ -145,13 +147,7 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist (not a model saved by scfront, or an "
                               "unfinished run)")
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise CheckpointError(f"{path} is not a scfront model card of format {CARD_FORMAT}")
-    return card
+    return read_json_record(path, CARD_FORMAT, "scfront model card")
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu",

@@ -1,8 +1,9 @@
 """scfront.reproduction: the paper's Table 1, its ablations, their figures, and the demo.
 
 - :func:`run_table1` (``scfront reproduce table1``): train or reuse the four models, evaluate each
-  against the columns defined once in :mod:`scfront.reproduction.columns`, write report.md.
-- :func:`run_ablations` (``scfront reproduce ablations``): PAPER.md section 8 under one budget.
+  in one evaluation whose attacks are grouped into the columns defined once in
+  :mod:`scfront.reproduction.columns`, write report.md from the results.json files.
+- :func:`run_ablations` (``scfront reproduce ablations``): docs/method.md §8 under one budget.
 - :func:`run_demo` (``scfront demo``): a model attacked on the shipped CIFAR-10 sample.
 - :func:`load_sample`: that sample (``python -m scfront.reproduction.sample`` writes it).
 

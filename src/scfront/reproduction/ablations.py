@@ -1,4 +1,4 @@
-"""``scfront reproduce ablations``: the ablations of PAPER.md section 8 under one budget.
+"""``scfront reproduce ablations``: the ablations of docs/method.md §8 under one budget.
 
 Each ablation is the preset's defense configuration plus :data:`ABLATION_BUDGET` (one reduced
 training and attack budget, identical for every ablation, defined here once) plus the ablation's
@@ -94,9 +94,9 @@ def run_ablations(preset: str, data_root: Path, out_dir: Path, *, only: Sequence
                   overrides: Sequence[str] = (), device: str = "cpu", seed: int = 0,
                   progress: bool = True) -> list[dict[str, Any]]:
     """Train and evaluate each selected ablation; writes ablations.json, report.md, a plot."""
-    from scfront.attacks.blackbox.transfer import load_model_file
     from scfront.data import eval_subset_indices, load_dataset
     from scfront.evaluation import EvalData, build_suite, evaluate
+    from scfront.models.loader import load
     from scfront.training.loop import train
 
     base = base_config(preset, overrides).replace({"train.device": device})
@@ -109,7 +109,7 @@ def run_ablations(preset: str, data_root: Path, out_dir: Path, *, only: Sequence
         run_dir = out_dir / "models" / ablation.name
         log.info("ablation %s: training into %s", ablation.name, run_dir)
         train(config, run_dir, data_root, progress=progress)
-        model = load_model_file(run_dir).to(device).eval()
+        model = load(run_dir, device=device)
         suite = build_suite(ABLATION_ATTACKS, {"restarts": config.evaluation.restarts,
                                                "steps": config.evaluation.steps})
         evaluate(model, data, suite, out_dir / "eval" / ablation.name, model_name=ablation.name,
@@ -148,7 +148,7 @@ def write_ablation_report(out_dir: Path, rows: Sequence[Mapping[str, Any]], base
     atomic_write_json(out_dir / "ablations.json", {"budget": ABLATION_BUDGET, "rows": list(rows)})
     plot = plot_ablation(rows, out_dir / "plots" / "ablations.png")
     ev = base.evaluation
-    lines = ["# Ablations (PAPER.md section 8)", "",
+    lines = ["# Ablations (docs/method.md §8)", "",
              f"Every row: the defense of base_config.toml ({base.train.epochs} epoch(s), "
              f"{base.data.train_limit or 'all'} training images, decoder {base.frontend.decoder.value}) "
              "with only the listed change; evaluated on the same "

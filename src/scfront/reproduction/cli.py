@@ -20,7 +20,7 @@ Rerunning the same command resumes (trained runs, evaluation units, sweep points
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from scfront.cli import add_device_argument
+    from scfront.cli_options import add_device_argument
 
     rep = subparsers.add_parser("reproduce", help="reproduce the paper's Table 1 or its ablations",
                                 description="Reproduce the paper's results at a preset's scale.")
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ab = sub.add_parser(
         "ablations", help="the ablations of the paper (T sweep, no activation, ..., DCT basis)",
-        description="Train and evaluate each ablation of PAPER.md section 8 with one reduced, "
+        description="Train and evaluate each ablation of docs/method.md §8 with one reduced, "
                     "identical budget; writes report.md, ablations.json and a plot.")
     _add_run_options(ab)
     ab.add_argument("--only", default=None, help="comma-separated ablation names (default: all)")
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """--preset, --data-root and --out of both reproduce commands."""
-    from scfront.cli import add_data_root_argument
+    from scfront.cli_options import add_data_root_argument
     from scfront.config import PRESETS
 
     parser.add_argument("--preset", choices=PRESETS, default="cpu", help="scale (default: cpu)")
@@ -81,7 +81,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_tail_options(parser: argparse.ArgumentParser, set_applies_to: str) -> None:
     """--set, --seed, --device and --no-progress of both reproduce commands."""
-    from scfront.cli import add_device_argument
+    from scfront.cli_options import add_device_argument
 
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help=f"override a setting of {set_applies_to}")
@@ -95,7 +95,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _table1(args: argparse.Namespace) -> int:
-    from scfront.cli import resolve_data_root
+    from scfront.cli_options import resolve_data_root
     from scfront.reproduction.report import render_table
     from scfront.reproduction.rows import parse_reuse
     from scfront.reproduction.table1 import Table1Settings, parse_rows, run_table1
@@ -112,7 +112,7 @@ def _table1(args: argparse.Namespace) -> int:
 
 
 def _ablations(args: argparse.Namespace) -> int:
-    from scfront.cli import resolve_data_root
+    from scfront.cli_options import resolve_data_root
     from scfront.reproduction.ablations import run_ablations
 
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None

@@ -1,12 +1,12 @@
-"""The columns of Table 1 (PAPER.md section 7) and the attack budget of each preset: the ONE
+"""The columns of Table 1 (docs/method.md §7) and the attack budget of each preset: the ONE
 place where the reproduction says which attack, with which parameters, makes each column.
 
-Every column is its own evaluation (``scfront.evaluation.evaluate``) with the AutoAttack cascade
-inside it, so the column's accuracy is that evaluation's ``worst_case_accuracy`` (for
-"APGD-CE + APGD-DLR" the accuracy after both, as AutoAttack reports it; for one attack its
-accuracy alone). The table's last column, the per-example worst case, is the fraction of images
-that every column's evaluation left robust (``broken_by == -1`` in every results.json; all
-evaluations use the same subset, so positions line up).
+A row of the table is one evaluation (``scfront.evaluation.evaluate``) whose attacks are grouped
+into these columns, with the AutoAttack cascade inside each column. A column's accuracy is the
+per-example worst case over its attacks (for "APGD-CE + APGD-DLR" the accuracy after both, as
+AutoAttack reports it; for one attack its accuracy alone): ``columns[key]["accuracy"]`` of the
+row's results.json. The table's last column is that evaluation's ``worst_case_accuracy``: an
+image counts only if no attack of any column broke it.
 
 Budgets: ``n_images``, ``restarts`` and ``steps`` (of the PGD family) come from the preset's
 ``[evaluation]`` section; the numbers the config has no field for (APGD iterations, Square
@@ -62,7 +62,7 @@ class Column:
     """One column of Table 1.
 
     Attributes:
-        key: short identifier (also the evaluation folder's name).
+        key: short identifier (the column label of its attacks in the row's evaluation).
         title: header in report.md.
         attacks: attack items for :func:`scfront.evaluation.build_suite` (``NAME:k=v``), in
             cascade order.

@@ -1,7 +1,7 @@
 """``scfront demo``: a model attacked on the shipped CIFAR-10 sample, offline, in minutes.
 
-Loads the shipped defended model (``scfront.load_pretrained("cifar10_cpu")``) or any saved model
-(``--model RUN_DIR`` or a name of :func:`scfront.models.list_pretrained`), evaluates it on the
+Loads the shipped defended model (``scfront.load_pretrained("cifar10_cpu")``) or any model
+``scfront.load`` takes (``--model RUN_DIR``, a shipped name, a ``.pt``), evaluates it on the
 first ``n_images`` images of the shipped sample (:mod:`.sample`) with clean accuracy, PGD-Linf
 8/255 and APGD-CE 8/255 (AutoAttack cascade; BPDA with the model's rules for a defended model)
 through :func:`scfront.evaluation.evaluate`, and returns the results and the report's path.
@@ -35,25 +35,24 @@ class DemoSettings:
 
 
 def resolve_model(name_or_dir: str | None, device: str = "cpu") -> tuple[nn.Module, str]:
-    """(model in eval mode, display name) for ``--model`` (None: the shipped defended model)."""
-    import scfront
-    from scfront.attacks.blackbox.transfer import load_model_file
+    """(model in eval mode, display name) for ``--model``: any spec of ``scfront.load`` (None:
+    the shipped defended model)."""
     from scfront.models import list_pretrained
+    from scfront.models.loader import ModelSpec, SpecKind, load, resolve_spec
 
     if name_or_dir is None:
         if DEFAULT_MODEL not in list_pretrained():
             raise CheckpointError(
                 f"the shipped model {DEFAULT_MODEL!r} is not in this installation; run the demo with a "
                 "saved model: scfront demo --model RUN_DIR (e.g. a folder written by scfront train)")
-        return scfront.load_pretrained(DEFAULT_MODEL, device=device), DEFAULT_MODEL
-    path = Path(name_or_dir)
-    if path.exists():
-        name = path.name if path.name != "model.safetensors" else path.parent.name
-        return load_model_file(path).to(device).eval(), name
-    if name_or_dir in list_pretrained():
-        return scfront.load_pretrained(name_or_dir, device=device), name_or_dir
-    raise CheckpointError(f"--model {name_or_dir!r} is neither a saved model folder nor a shipped model "
-                          f"(shipped: {', '.join(list_pretrained()) or 'none'})")
+        spec = ModelSpec(SpecKind.PRETRAINED, DEFAULT_MODEL)
+    else:
+        try:
+            spec = resolve_spec(name_or_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"--model {name_or_dir!r} is neither a saved model nor another spec "
+                              f"scfront.load takes ({exc})") from None
+    return load(spec, device=device), spec.display_name
 
 
 def run_demo(settings: DemoSettings) -> tuple[dict[str, Any], Path]:

@@ -3,7 +3,7 @@
 - :func:`plot_accuracy_vs_eps`: one panel per norm, one line per model (from sweep results).
 - :func:`plot_examples`: clean image, adversarial, perturbation amplified, per row.
 - :func:`plot_bpda_surrogate`: the ternary activation's exact forward against the tanh surrogate
-  and its derivative, computed through the real BPDA autograd function (PAPER.md section 6).
+  and its derivative, computed through the real BPDA autograd function (docs/method.md §6).
 - :func:`plot_loss_landscape`: cross-entropy over a 2-D grid around a test image, spanned by the
   gradient-sign direction and a random direction orthogonal to it.
 - :func:`plot_ablation`: accuracy of the T sweep against T and of the other ablations as bars.

@@ -1,21 +1,24 @@
-"""Table 1 from the evaluation folders: per-model results.json, table1.json and report.md.
+"""Table 1 from the evaluation folders: table1.json and report.md.
 
-Everything here reads files only (``rows.json`` and results.json files), never a model, so the
-table can be rebuilt at any time with the same numbers.
+Everything here reads and formats files only (``rows.json`` and each row's results.json, written
+by the row's evaluation with its per-column accuracies, worst case and checks), never a model,
+so the table can be rebuilt at any time with the same numbers. Rows evaluated before a row was
+one evaluation (one evaluation per column, merged into ``eval/<row>/results.json``) are read the
+same way: both results.json carry ``columns``, ``clean_accuracy``, ``worst_case_accuracy`` and
+``checks``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from scfront.errors import ConfigError
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.reproduction.rows import ROW_TITLES
 
 RESULTS_FILE = "results.json"
-CROSS_CHECK = "blackbox-vs-whitebox-columns"
 TABLE_FILE = "table1.json"
 REPORT_FILE = "report.md"
 
@@ -24,92 +27,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path} does not exist (run `scfront reproduce table1` to produce it)")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def merge_row_results(row_dir: Path, column_keys: Sequence[str]) -> dict[str, Any]:
-    """One results.json (DESIGN.md schema) for a model from its column evaluations.
-
-    ``attacks`` lists every attack of every column (each with its ``column``); the worst case
-    counts an image as robust only if it is robust in every column's evaluation.
-    """
-    columns = {key: _read_json(row_dir / key / RESULTS_FILE) for key in column_keys}
-    first = columns[column_keys[0]]
-    robust = [b == -1 for b in first["broken_by"]]
-    attacks = []
-    summary: dict[str, Any] = {}
-    for key, res in columns.items():
-        if res["indices"] != first["indices"]:
-            raise ConfigError(f"{row_dir / key} was evaluated on other images than {row_dir / column_keys[0]}")
-        robust = [r and b == -1 for r, b in zip(robust, res["broken_by"])]
-        attacks += [{**a, "column": key} for a in res["attacks"]]
-        medians = [a["unconstrained"]["median_norm"] for a in res["attacks"] if "unconstrained" in a]
-        summary[key] = {"accuracy": res["worst_case_accuracy"],
-                        "median_norm": medians[0] if medians else None,
-                        "seconds": sum(a["seconds"] for a in res["attacks"])}
-    n = first["n_images"]
-    checks = {**first["checks"], CROSS_CHECK: blackbox_vs_whitebox_columns(columns)}
-    merged = {
-        "model": first["model"], "dataset": first["dataset"], "n_images": n,
-        "subset_seed": first["subset_seed"], "clean_accuracy": first["clean_accuracy"],
-        "attacks": attacks, "worst_case_accuracy": sum(robust) / n if n else 0.0,
-        "checks": checks, "columns": summary, "indices": first["indices"],
-        "robust": robust,
-    }
-    atomic_write_json(row_dir / RESULTS_FILE, merged)
-    return merged
-
-
-def _is_black_box(name: str) -> bool:
-    from scfront.attacks.registry import attack_class
-
-    return bool(getattr(attack_class(name), "black_box", False))
-
-
-def blackbox_vs_whitebox_columns(columns: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The gradient-masking check across the columns of one model.
-
-    Each column is its own evaluation, so the per-evaluation ``blackbox-vs-whitebox`` check
-    never sees Square next to PGD. Here an image counts against the model's white-box attacks
-    when a black-box attack broke it in its column although every white-box-only column of the
-    same norm and at least the same ε left it robust (``broken_by == -1``). Passes if such images
-    are at most the per-evaluation check's allowance
-    (:data:`scfront.evaluation.checks.BLACKBOX_NOISE`) of the subset.
-
-    Args:
-        columns: {column key: results.json object}, all on the same images.
-    Returns:
-        {"passed", "applicable", "detail", "suspicious" (images counted), "pairs" (black-box
-        attack -> white-box columns)}, the keys of the per-evaluation check plus "pairs".
-    """
-    from scfront.evaluation.checks import BLACKBOX_NOISE
-
-    def white_columns(norm: str, eps: float) -> list[str]:
-        return [key for key, res in columns.items()
-                if res["attacks"] and all(not _is_black_box(a["name"]) and a["norm"] == norm
-                                          and a["eps"] >= eps - 1e-12 for a in res["attacks"])]
-
-    beaten: set[int] = set()
-    pairs: dict[str, list[str]] = {}
-    for res in columns.values():
-        for pos, attack in enumerate(res["attacks"]):
-            if not _is_black_box(attack["name"]):
-                continue
-            whites = white_columns(attack["norm"], attack["eps"])
-            if not whites:
-                continue
-            pairs[attack["name"]] = whites
-            for i, broken_by in enumerate(res["broken_by"]):
-                if broken_by == pos and all(columns[w]["broken_by"][i] == -1 for w in whites):
-                    beaten.add(i)
-    n = len(next(iter(columns.values()))["broken_by"]) if columns else 0
-    if not pairs:
-        return {"passed": True, "applicable": False, "pairs": pairs,
-                "detail": "not applicable: no black-box column with a white-box column of the same threat model"}
-    listed = "; ".join(f"{b} vs {', '.join(w)}" for b, w in pairs.items())
-    return {"passed": len(beaten) <= BLACKBOX_NOISE * n, "applicable": True, "suspicious": len(beaten),
-            "pairs": pairs,
-            "detail": f"{len(beaten)} of {n} images broken by a black-box attack that every white-box column "
-                      f"of its norm and ε left robust ({listed}; allowed: {BLACKBOX_NOISE:.0%})"}
 
 
 def build_table(out_dir: Path) -> dict[str, Any]:
@@ -194,8 +111,9 @@ def write_report(out_dir: Path, table: Mapping[str, Any], figures: Mapping[str, 
     lines = [f"# Table 1 reproduction (preset `{table['preset']}`)", "",
              f"CIFAR-10 test subset of {plan['n_images']} images (subset seed {plan['subset_seed']}); "
              f"PGD family: {plan['steps']} steps, {plan['restarts']} restart(s) (worst case per example). "
-             "Accuracies in %. Each attack column is its own evaluation (AutoAttack cascade inside "
-             "the column); the worst case counts an image as robust only if no column broke it.", ""]
+             "Accuracies in %. Each row is one evaluation whose attacks are grouped into the columns "
+             "(AutoAttack cascade inside each column); the worst case counts an image as robust only "
+             "if no column broke it.", ""]
     lines += render_table(table)
     not_run = [r for r in table["rows"] if "reason" in r]
     if not_run:
@@ -218,7 +136,7 @@ def write_report(out_dir: Path, table: Mapping[str, Any], figures: Mapping[str, 
     lines.append(f"- budgets of this preset: {', '.join(f'{k}={v}' for k, v in plan['budget'].items())}")
     checked = [r for r in table["rows"] if r.get("checks")]
     if checked:
-        lines += ["", "## Gradient-masking checks (with the PGD-Linf column; the last one across columns)", "",
+        lines += ["", "## Gradient-masking checks (each row's evaluation; blackbox-vs-whitebox across its columns)", "",
                   "| model | check | passed | detail |", "|---|---|---|---|"]
         for r in checked:
             for name, check in r["checks"].items():

@@ -1,6 +1,6 @@
 """The CIFAR-10 test sample shipped with scfront (``scfront/assets/samples``), for ``scfront demo``.
 
-The sample is the first ``n`` images of the fixed evaluation subset (DESIGN.md:
+The sample is the first ``n`` images of the fixed evaluation subset (docs/evaluation.md §2:
 ``randperm(10000, seed 0)[:n]``), so an evaluation of the sample equals the evaluation of the
 first ``n`` subset images. File: npz with ``images`` (n, 3, 32, 32) uint8, ``labels`` (n,) int64,
 ``indices`` (n,) int64 (positions in the test set, contract order) and ``subset_seed`` ().

@@ -3,7 +3,7 @@
 For each norm the radius doubles along :data:`EPS_GRIDS` (which contains the paper's radius:
 Linf 8/255, L2 0.6, L1 30) and the sweep stops at the first ε where no image is classified
 correctly any more, or at the grid's end. Each point is PGD with the step size in the paper's
-ratio ``step = ε/8`` (1/255 at 8/255, 0.075 at 0.6, 3.75 at 30; PAPER.md section 7). Points are
+ratio ``step = ε/8`` (1/255 at 8/255, 0.075 at 0.6, 3.75 at 30; docs/method.md §7). Points are
 saved as they finish (``sweep.json``), so a rerun only computes the missing ones.
 """
 
@@ -40,7 +40,7 @@ def _accuracy_at(model: nn.Module, norm: str, eps: float, x: torch.Tensor, y: to
     """Fraction of (x, y) still classified correctly after PGD of radius ``eps``."""
     if eps == 0.0:
         return float((predict(model, x) == y).float().mean())
-    attack = create_attack(ATTACK_OF_NORM[norm], eps=eps, step_size=eps * STEP_RATIO, steps=steps)
+    attack = create_attack(ATTACK_OF_NORM[norm], eps=eps, rel_step_size=STEP_RATIO, steps=steps)
     result = attack(model, x, y, generator=unit_generator(seed, "sweep", norm, eps, device=x.device))
     return float((~result.success).float().mean())
 

@@ -5,8 +5,10 @@ Output folder::
     rows.json                     where each row's model came from (or why it was not run);
                                   invocations with other ``--rows`` add their rows to it
     models/<row>/                 run folders of the models trained here (resumable)
-    eval/<row>/<column>/          one scfront evaluation per column (resumable, own results.json)
-    eval/<row>/results.json       the model's results (DESIGN.md schema) merged from its columns
+    eval/<row>/                   one scfront evaluation per row (resumable): its attacks grouped
+                                  into the table's columns; results.json (docs/evaluation.md §7)
+                                  with the per-column accuracies, the per-example worst case and
+                                  the checks (the black-box one across the columns)
     sweeps/<row>/sweep.json       accuracy vs ε
     plots/*.png, table1.json, report.md
 
@@ -71,39 +73,45 @@ def recipe_config(settings: Table1Settings, recipe: str) -> RunConfig:
 
 def obtain_model(source: RowSource, settings: Table1Settings) -> nn.Module:
     """The row's model (eval mode): loaded, imported, or trained (resumed) into ``source.path``."""
-    from scfront.attacks.blackbox.transfer import load_model_file
+    from scfront.models.loader import load
 
     if source.kind in ("reuse", "checkpoint"):
         assert source.path is not None
         log.info("%s: reusing %s", source.name, source.path)
-        return load_model_file(source.path)
+        return load(source.path)
     if source.kind == "train":
         from scfront.training.loop import train
 
         assert source.path is not None
         log.info("%s: training into %s", source.name, source.path)
         train(recipe_config(settings, source.name), source.path, settings.data_root, progress=settings.progress)
-        return load_model_file(source.path)
+        return load(source.path)
     raise ConfigError(f"row {source.name} is not run: {source.reason}")
 
 
 def evaluate_row(model: nn.Module, name: str, data: Any, plan: Table1Plan, test_images: torch.Tensor,
-                 out_dir: Path, settings: Table1Settings) -> None:
-    """One evaluation per column into ``out_dir/<column>``; gradient-masking checks with the first."""
+                 out_dir: Path, settings: Table1Settings) -> dict[str, Any]:
+    """The row's one evaluation into ``out_dir``: every column's attacks, a cascade per column,
+    with the gradient-masking checks; returns its results.json object.
+
+    Each attack draws what it draws when its column is evaluated alone (its generators are named
+    by its position inside the column), so the column accuracies equal those of one evaluation
+    per column.
+    """
     from scfront.attacks.blackbox.starts import StartPool
-    from scfront.evaluation import build_suite, evaluate
+    from scfront.evaluation import build_columns, evaluate
 
     pool_images = test_images if plan.budget.start_pool is None else test_images[: plan.budget.start_pool]
-    pool = StartPool(pool_images)
+    columns = build_columns({c.key: c.attacks for c in plan.columns},
+                            {c.key: plan.suite_overrides(c) for c in plan.columns})
     n = int(data.labels.shape[0])
-    for i, column in enumerate(plan.columns):
-        attacks = build_suite(column.attacks, plan.suite_overrides(column), pool=pool)
-        results = evaluate(model, data, attacks, out_dir / column.key, model_name=name, subset_seed=plan.evaluation.subset_seed,
-                           seed=settings.seed, batch_size=plan.evaluation.batch_size, cascade=True,
-                           checks=i == 0, check_images=min(n, 100), device=settings.device,
-                           progress=settings.progress)
-        if results is None:  # pragma: no cover - only with shards, which this command does not use
-            raise ConfigError(f"evaluation of {name}/{column.key} did not complete")
+    results = evaluate(model, data, columns, out_dir, starts=StartPool(pool_images), model_name=name,
+                       subset_seed=plan.evaluation.subset_seed, seed=settings.seed,
+                       batch_size=plan.evaluation.batch_size, cascade=True, checks=True,
+                       check_images=min(n, 100), device=settings.device, progress=settings.progress)
+    if results is None:  # pragma: no cover - only with shards, which this command does not use
+        raise ConfigError(f"evaluation of {name} did not complete")
+    return results
 
 
 def _row_record(source: RowSource) -> dict[str, Any]:
@@ -116,7 +124,7 @@ def run_table1(settings: Table1Settings) -> dict[str, Any]:
     from scfront.data import eval_subset_indices, load_dataset
     from scfront.evaluation import EvalData
     from scfront.reproduction.figures import table1_figures
-    from scfront.reproduction.report import build_table, merge_row_results, write_report
+    from scfront.reproduction.report import build_table, write_report
 
     out = settings.out_dir
     defense = recipe_config(settings, "defense")
@@ -134,7 +142,6 @@ def run_table1(settings: Table1Settings) -> dict[str, Any]:
             continue
         model = obtain_model(source, settings).to(settings.device).eval()
         evaluate_row(model, source.name, data, plan, test.images, out / "eval" / source.name, settings)
-        merge_row_results(out / "eval" / source.name, [c.key for c in plan.columns])
         models[source.name] = model
     figures = table1_figures(models, data, plan, out, defense, settings.device, settings.seed)
     table = build_table(out)

@@ -1,74 +1,86 @@
-"""Training objectives: clean cross-entropy, PGD adversarial training and TRADES (PAPER.md §5).
+"""Training objectives: clean cross-entropy, PGD adversarial training and TRADES (docs/method.md §5).
 
-The inner maximisation is a small signed-gradient ascent in the Linf ball written here rather
-than taken from :mod:`scfront.attacks`: training needs the *last* iterate of a fixed number of
-steps on an arbitrary loss (cross-entropy for PGD-AT, the KL term for TRADES), while the
-evaluation attacks keep the first misclassified iterate and only know classification losses.
+The inner maximisation is the attack suite's PGD-Linf, built from the training settings
+(:func:`inner_attack`: ``create_attack("pgd-linf", eps=attack_eps, step_size=attack_step,
+steps=attack_steps)``) and run through :meth:`scfront.attacks.pgd.PGD.ascend`, the same loop every
+PGD evaluation runs: ``x' ← Π(x' + step · sign(∇loss))`` with the exact projection onto the
+ε-ball ∩ [0, 1]. Training differs from an evaluation in three documented ways, as in Madry et
+al. (2018) and Zhang et al. (2019):
 
-Mode during the attack (a documented choice):
-- PGD-AT keeps the model in train mode while crafting the batch, as Madry et al. and the
-  paper's code did: BatchNorm normalises each iterate with its own batch statistics.
-- TRADES crafts in eval mode and trains in train mode, as Zhang et al.'s reference code does.
+- it returns the *last* iterate of the fixed number of steps (``keep_first=False``); an
+  evaluation keeps each example's first misclassified iterate instead;
+- it maximises its own loss: cross-entropy for PGD-AT, the KL term for TRADES;
+- it has no restarts, no per-example worst case and no forced eval mode. PGD-AT crafts the batch
+  in train mode, as Madry et al. and the paper's code did (BatchNorm normalises each iterate with
+  its own batch statistics); TRADES crafts in eval mode and trains in train mode, as Zhang et
+  al.'s reference code does (:func:`~scfront.models.layers.eval_mode`).
 
-Random starts are drawn by the caller (:func:`initial_perturbation`) for the whole global batch,
-so a multi-process run shards the very same starting points as a single process.
+Starting points are drawn by the caller (:func:`initial_perturbation`) for the whole global
+batch, so a multi-process run shards the very same starts as a single process. PGD-AT starts
+where the attack suite's PGD does (:meth:`~scfront.attacks.threat.ThreatModel.random_start`,
+uniform in the ε-cube and clipped to [0, 1]); TRADES at ``x + 0.001·N(0, 1)``.
+
+Against the signed-gradient loop this module had of its own before, the algorithm is the same
+(start distribution, steps, last iterate, modes, number of forward passes) and the gradients
+are bit-identical, but the floats are not: the start is computed as ``x + (2u − 1)·ε`` instead
+of ``x + (2ε·u − ε)`` (up to 6e-8 apart) and each projection as ``x + clip(x' − x)`` instead of
+``clip(x')`` (up to 5e-10 apart), and ``sign(∇)`` turns such differences into a whole step in
+coordinates whose gradient is close to zero. Training results are equivalent in distribution,
+not bit for bit.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scfront import sampling
+from scfront.attacks.losses import LossFn
+from scfront.attacks.pgd import PGD
+from scfront.attacks.registry import create_attack
 from scfront.config import TrainConfig, TrainMethod
+from scfront.models.layers import eval_mode
+
+__all__ = ["TRADES_START_STD", "initial_perturbation", "inner_attack", "training_loss"]
 
 TRADES_START_STD = 0.001  # x + 0.001·N(0, 1): the TRADES reference start
+
+
+def inner_attack(config: TrainConfig) -> PGD:
+    """The attack suite's PGD-Linf with the training settings: radius ``attack_eps``, absolute
+    step ``attack_step``, ``attack_steps`` steps, random start (drawn by
+    :func:`initial_perturbation`)."""
+    attack = create_attack("pgd-linf", eps=config.attack_eps, step_size=config.attack_step,
+                           steps=config.attack_steps, random_start=True)
+    assert isinstance(attack, PGD)
+    return attack
 
 
 def initial_perturbation(config: TrainConfig, x: torch.Tensor,
                          generator: torch.Generator) -> torch.Tensor | None:
     """Starting point of the inner maximisation for batch ``x`` ((B, C, H, W) in [0, 1]).
 
-    PGD-AT: uniform in the ε-ball, clipped to [0, 1]. TRADES: ``x + 0.001·N(0, 1)`` clipped to
-    [0, 1] (the reference code left it unclipped; the frontend rejects inputs outside [0, 1]).
-    Natural training: ``None``. Drawn on the generator's device, then moved to ``x``'s.
+    PGD-AT: the PGD random start, uniform in the ε-ball (Linf), clipped to [0, 1]. TRADES:
+    ``x + 0.001·N(0, 1)`` clipped to [0, 1] (the reference code left it unclipped; the frontend
+    rejects inputs outside [0, 1]). Natural training: ``None``. Drawn on the generator's
+    device, then moved to ``x``'s (:mod:`scfront.sampling`).
     """
-    method = TrainMethod(config.method)
-    if method is TrainMethod.NATURAL:
+    if config.method is TrainMethod.NATURAL:
         return None
-    if method is TrainMethod.PGD_AT:
-        noise = torch.rand(x.shape, generator=generator, device=generator.device)
-        noise = noise.to(x.device).mul_(2.0 * config.attack_eps).sub_(config.attack_eps)
-    else:
-        noise = torch.randn(x.shape, generator=generator, device=generator.device)
-        noise = noise.to(x.device).mul_(TRADES_START_STD)
-    return (x + noise).clamp_(0.0, 1.0)
+    if config.method is TrainMethod.PGD_AT:
+        return inner_attack(config).threat.random_start(x, generator)
+    noise = sampling.normal(x.shape, generator, x)
+    return (x + TRADES_START_STD * noise).clamp_(0.0, 1.0)
 
 
-def linf_ascent(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                start: torch.Tensor, eps: float, step_size: float, steps: int) -> torch.Tensor:
-    """Maximise ``loss_fn`` over the Linf ball of radius ``eps`` around ``x`` intersected with
-    [0, 1], by ``steps`` steps ``x' ← Π(x' + step_size · sign(∇loss))`` from ``start``.
+def _kl_from(target: torch.Tensor) -> LossFn:
+    """Per-example ``KL(target ‖ softmax(logits))``, the TRADES inner objective: (N,) float."""
 
-    Args:
-        loss_fn: maps a batch (B, C, H, W) to a scalar (summed over the batch, so that each
-            example's gradient does not depend on the batch size).
-        x, start: (B, C, H, W) float in [0, 1].
+    def loss(logits: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
+        return F.kl_div(F.log_softmax(logits, dim=1), target, reduction="none").sum(dim=1)
 
-    Returns:
-        the last iterate, detached, inside the ball and [0, 1]. Only gradients with respect to
-        the input are computed: parameter ``.grad`` fields are left untouched.
-    """
-    lower, upper = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
-    x_adv = start.detach()
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(loss_fn(x_adv), x_adv)
-        x_adv = torch.minimum(torch.maximum(x_adv.detach() + step_size * grad.sign(), lower), upper)
-    return x_adv.detach()
+    return loss
 
 
 def training_loss(config: TrainConfig, model: nn.Module, attack_model: nn.Module,
@@ -86,28 +98,24 @@ def training_loss(config: TrainConfig, model: nn.Module, attack_model: nn.Module
 
     Returns:
         (scalar mean loss, (B, classes) logits): clean logits for natural and TRADES training,
-        adversarial logits for PGD-AT.
+        adversarial logits for PGD-AT. Only the attack's input gradients are computed: the
+        parameters' ``.grad`` fields are left to the caller's backward pass.
     """
-    method = TrainMethod(config.method)
-    if method is TrainMethod.NATURAL:
+    if config.method is TrainMethod.NATURAL:
         logits = model(x)
         return F.cross_entropy(logits, y), logits
-    assert start is not None
-    if method is TrainMethod.PGD_AT:
-        x_adv = linf_ascent(lambda v: F.cross_entropy(attack_model(v), y, reduction="sum"),
-                            x, start, config.attack_eps, config.attack_step, config.attack_steps)
+    if start is None:
+        raise ValueError(f"{config.method.value} training needs a start (initial_perturbation)")
+    attack = inner_attack(config)
+    if config.method is TrainMethod.PGD_AT:
+        x_adv = attack.ascend(attack_model, x, y, start, keep_first=False)
         logits = model(x_adv)
         return F.cross_entropy(logits, y), logits
     # TRADES (Zhang et al. 2019): CE(f(x), y) + β · KL(f(x) ‖ f(x_adv)), batch mean.
-    attack_model.eval()
-    try:
+    with eval_mode(attack_model):
         with torch.no_grad():
             target = F.softmax(attack_model(x), dim=1)
-        x_adv = linf_ascent(
-            lambda v: F.kl_div(F.log_softmax(attack_model(v), dim=1), target, reduction="sum"),
-            x, start, config.attack_eps, config.attack_step, config.attack_steps)
-    finally:
-        attack_model.train()
+        x_adv = attack.ascend(attack_model, x, y, start, loss_fn=_kl_from(target), keep_first=False)
     logits = model(x)
     logits_adv = model(x_adv)
     robust = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits, dim=1),

@@ -13,7 +13,6 @@ leaves a record that points at a complete file of the same epoch.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from scfront.errors import CheckpointError
-from scfront.io import atomic_write, atomic_write_json, sha256_file
+from scfront.io import atomic_write, atomic_write_json, read_json_record, sha256_file
 from scfront.models.original import load_state_dict_strict
 
 RECORD_FILE = "checkpoint.json"
@@ -90,13 +89,7 @@ def _read_record(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / RECORD_FILE
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a scfront training checkpoint of format {FORMAT}")
-    return record
+    return read_json_record(path, FORMAT, "scfront training checkpoint")
 
 
 def load_checkpoint(run_dir: str | Path, model: nn.Module,

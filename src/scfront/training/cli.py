@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from scfront.config import RECIPES, DatasetName, RunConfig, load_preset
 
@@ -20,7 +19,8 @@ Running the same command again after an interruption continues from the last com
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from scfront.cli import add_config_arguments, add_data_root_argument, add_device_argument
+    from scfront.cli_options import (add_config_arguments, add_data_root_argument, add_device_argument,
+                                     output_folder)
 
     parser = subparsers.add_parser(
         "train", help="train the defended model or a baseline (natural, PGD-AT, TRADES)",
@@ -36,14 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_root_argument(parser)
     add_device_argument(parser)
-    parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
+    parser.add_argument("--out", type=output_folder, required=True,
+                        help="run folder (created; rerunning the same command resumes it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
 
 def resolve_training_config(args: argparse.Namespace) -> RunConfig:
     """Preset (+ recipe) or ``--config``, then ``--set`` overrides, then ``--device``."""
-    from scfront.cli import resolve_config
+    from scfront.cli_options import resolve_config
     from scfront.errors import ConfigError
 
     if args.config is not None:
@@ -59,12 +60,12 @@ def resolve_training_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scfront.cli import resolve_data_root
+    from scfront.cli_options import resolve_data_root
     from scfront.training.loop import train
 
     config = resolve_training_config(args)
     data_root = None
-    if DatasetName(config.data.dataset) is not DatasetName.SYNTHETIC:
+    if config.data.dataset is not DatasetName.SYNTHETIC:
         data_root = resolve_data_root(args.data_root)
     summary = train(config, args.out, data_root, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) != 0:

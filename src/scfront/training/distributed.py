@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from scfront.errors import ConfigError
+from scfront.validate import available_device
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,7 @@ def setup(device: str) -> DistContext:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    target = torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available")
+    target = available_device(device, "train.device")
     if world <= 1:
         return DistContext(device=target)
     if target.type == "cuda":

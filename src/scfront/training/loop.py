@@ -2,7 +2,7 @@
 
 ``train(config, run_dir, data_root)`` trains the network :func:`~scfront.models.build_model`
 builds from ``config`` with the objective of ``config.train.method`` (clean cross-entropy, which
-with ``frontend.enabled`` is the defense of PAPER.md section 5; PGD-AT; TRADES), SGD with
+with ``frontend.enabled`` is the defense of docs/method.md §5; PGD-AT; TRADES), SGD with
 momentum and weight decay, and the learning-rate schedule of ``config.train.schedule`` evaluated
 before every batch. The run folder receives::
 
@@ -17,6 +17,14 @@ data order and augmentation, attack starts, and the model's own noise/dropout (a
 submodule with a ``generator`` attribute). Their states are part of each checkpoint, so running
 the same command again after a crash continues from the last completed epoch and ends with the
 same weights as an uninterrupted run (same device and thread count).
+
+Nothing is written before everything that can be checked has been: the configuration (its
+ranges, when it is built), the run folder (a run of another configuration is refused), the data,
+the model (its dictionary, ``frontend.top_t`` against the dictionary's atoms) and the batch size
+against the training set. A new run that then fails before its first epoch is saved (including
+an interrupt) removes what it created (the run folder, or its content when the folder existed
+empty, and the parent folders it created), so the corrected command starts cleanly; a resumed
+run keeps everything its earlier epochs wrote.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from operator import attrgetter
@@ -36,13 +45,13 @@ from torch import nn
 from tqdm import tqdm
 
 from scfront.config import DatasetName, RunConfig, load_config, save_config, to_dict
-from scfront.errors import CheckpointError, ConfigError, ScfrontError
+from scfront.errors import CheckpointError, ConfigError, ScfrontError, TrainingError
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.models.build import build_model
 from scfront.models.saving import CARD_FILE, CONFIG_FILE, MODEL_FILE, find_encoder, save_model
 from scfront.training import distributed as D
 from scfront.training.adversarial import initial_perturbation, training_loss
-from scfront.training.checkpoint import (TENSOR_DIR, TrainingState, load_checkpoint,
+from scfront.training.checkpoint import (RECORD_FILE, TENSOR_DIR, TrainingState, load_checkpoint,
                                          restore_generators, save_checkpoint)
 from scfront.training.metrics import count_correct
 from scfront.training.schedules import learning_rate
@@ -97,13 +106,16 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
 EXECUTION_SETTINGS = ("train.device", "train.num_threads")
 
 
-def _prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
+def _check_run_dir(run_dir: Path, config: RunConfig) -> bool:
+    """Whether ``run_dir`` starts a new run (True: absent or empty) or holds this run (False);
+    ConfigError for a folder holding anything else. Writes nothing (a killed process's
+    temporary files are removed)."""
     saved_path = run_dir / CONFIG_FILE
     _remove_stale_temporaries(run_dir)
     if saved_path.is_file():
         saved = load_config(saved_path)
         if saved == config:
-            return
+            return False
         # what the run trains: the saved configuration with this invocation's execution settings
         trained = saved.replace({key: attrgetter(key)(config) for key in EXECUTION_SETTINGS})
         if trained != config:
@@ -116,11 +128,54 @@ def _prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
             raise ConfigError(f"{run_dir} holds an unfinished run started with --device "
                               f"{saved.train.device}; resume it on that device (its random "
                               f"generator states are device-specific), or choose a new --out")
-        return
+        return False
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is an existing file, not a run folder; choose a new --out")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"{run_dir} is not empty and holds no {CONFIG_FILE}: not a scfront run "
                           "folder; choose a new or empty --out")
-    save_config(config, saved_path)
+    return True
+
+
+@dataclass(frozen=True)
+class _NewRun:
+    """What starting a new run created, so that a failure before its first epoch can undo it:
+    ``created`` are the folders that did not exist (deepest first), ``run_dir`` the run folder."""
+
+    run_dir: Path
+    created: tuple[Path, ...]
+
+    @classmethod
+    def start(cls, run_dir: Path, config: RunConfig) -> "_NewRun":
+        """Create the folder (and missing parents) and write ``config.toml``."""
+        created = []
+        folder = run_dir.absolute()
+        while not folder.exists():
+            created.append(folder)
+            folder = folder.parent
+        new = cls(run_dir, tuple(created))
+        try:
+            save_config(config, run_dir / CONFIG_FILE)
+        except BaseException:
+            new.undo()
+            raise
+        return new
+
+    def undo(self) -> None:
+        """Remove what :meth:`start` and the run wrote since (the folder was empty or absent)."""
+        try:
+            if self.created:
+                shutil.rmtree(self.created[0], ignore_errors=True)
+                for folder in self.created[1:]:
+                    folder.rmdir()
+            elif self.run_dir.is_dir():
+                for entry in self.run_dir.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+        except OSError as exc:  # the original failure matters more than this one
+            log.warning("could not remove the unfinished run %s: %s", self.run_dir, exc)
 
 
 def _write_log(run_dir: Path, history: list[dict[str, Any]]) -> None:
@@ -201,8 +256,8 @@ class _Run:
             optimizer.step()
             value = float(loss.item())
             if not math.isfinite(value):
-                raise FloatingPointError(f"training diverged: loss {value} at epoch {epoch + 1}, "
-                                         f"batch {step + 1} (lr {lr:.4g})")
+                raise TrainingError(f"training diverged: loss {value} at epoch {epoch + 1}, "
+                                    f"batch {step + 1} (lr {lr:.4g}); lower train.lr_max")
             sums[0] += value * x.shape[0]
             sums[1] += float((logits.argmax(1) == y).sum().item())
             sums[2] += x.shape[0]
@@ -278,23 +333,23 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
     tc = config.train
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)
-    # The main process checks and prepares the folder; every process raises the same error.
-    problem = None
+    # The main process checks the folder; every process raises the same error.
+    problem, fresh = None, False
     if ctx.is_main:
         try:
-            _prepare_run_dir(run_dir, config)
+            fresh = _check_run_dir(run_dir, config)
         except ScfrontError as exc:
             problem = str(exc)
-    problem = D.broadcast_object(problem, ctx)
+    problem, fresh = D.broadcast_object((problem, fresh), ctx)
     if problem is not None:
         raise ConfigError(problem)
-    finished = _finished_summary(run_dir, tc.epochs)
+    finished = None if fresh else _finished_summary(run_dir, tc.epochs)
     if finished is not None:  # with or without its resume checkpoints (results/ keeps none)
         if ctx.is_main:
             log.info("%s is already complete (%d epochs)", run_dir, tc.epochs)
         return finished
 
-    root = None if DatasetName(config.data.dataset) is DatasetName.SYNTHETIC else data_root
+    root = None if config.data.dataset is DatasetName.SYNTHETIC else data_root
     train_set = load_dataset(config.data, root, "train")
     monitor = None
     if config.data.monitor_images > 0:
@@ -317,7 +372,32 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
     attach_generator(model, model_gen)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=tc.momentum,
                                 weight_decay=tc.weight_decay)
+    loader = batches(train_set.images, train_set.labels, tc.batch_size, shuffle=True,
+                     generator=generators["data"], augment=config.data.augment, drop_last=True,
+                     device=ctx.device, padding=config.data.crop_padding)
+    if len(loader) == 0:
+        raise ConfigError(f"the training set ({len(train_set)} images) is smaller than one batch "
+                          f"(train.batch_size = {tc.batch_size}); lower train.batch_size")
 
+    # Everything is checked: from here on the run folder is written.
+    new_run = _NewRun.start(run_dir, config) if fresh and ctx.is_main else None
+    try:
+        return _run_epochs(config, run_dir, ctx, model, optimizer, generators, model_gen, loader,
+                           monitor, initial_dictionary, len(train_set), progress)
+    except BaseException:
+        if new_run is not None and not (run_dir / RECORD_FILE).is_file():
+            log.debug("removing %s: the new run failed before its first epoch was saved", run_dir)
+            new_run.undo()
+        raise
+
+
+def _run_epochs(config: RunConfig, run_dir: Path, ctx: D.DistContext, model: nn.Module,
+                optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator],
+                model_gen: torch.Generator, loader: Any,
+                monitor: tuple[torch.Tensor, torch.Tensor] | None, initial_dictionary: Any,
+                train_images: int, progress: bool) -> dict[str, Any]:
+    """Resume from the checkpoint (if any), train the remaining epochs, save the model."""
+    tc = config.train
     state = load_checkpoint(run_dir, model, optimizer)
     if state is None:
         state = TrainingState(0, {}, [], ctx.world_size)
@@ -337,12 +417,6 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
 
         net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
     model.train()
-    loader = batches(train_set.images, train_set.labels, tc.batch_size, shuffle=True,
-                     generator=generators["data"], augment=config.data.augment, drop_last=True,
-                     device=ctx.device, padding=config.data.crop_padding)
-    if len(loader) == 0:
-        raise ConfigError(f"the training set ({len(train_set)} images) is smaller than one batch "
-                          f"(train.batch_size = {tc.batch_size})")
     run = _Run(config, run_dir, ctx, model, net, optimizer, generators, model_gen, loader,
                monitor, state)
     for epoch in range(state.epoch, tc.epochs):
@@ -354,4 +428,4 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
                      else f"{100 * record['monitor_accuracy']:.2f} %", record["lr"],
                      record["seconds"])
         run.checkpoint(record)
-    return run.finish(initial_dictionary, len(train_set))
+    return run.finish(initial_dictionary, train_images)

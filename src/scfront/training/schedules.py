@@ -1,4 +1,4 @@
-"""Learning-rate schedules (PAPER.md section 5), as pure functions of the training position.
+"""Learning-rate schedules (docs/method.md §5), as pure functions of the training position.
 
 A schedule is evaluated before every optimizer step from ``(epoch, batch)``, so it needs no state
 of its own: a resumed run computes exactly the rates an uninterrupted run would.
@@ -26,7 +26,7 @@ def learning_rate(config: TrainConfig, epoch: int, batch: int, batches_per_epoch
     if not (0 <= epoch < config.epochs and 0 <= batch < batches_per_epoch):
         raise ValueError(f"position (epoch {epoch}, batch {batch}) outside the run of "
                          f"{config.epochs} x {batches_per_epoch} batches")
-    schedule = Schedule(config.schedule)
+    schedule = config.schedule
     if schedule is Schedule.ONECYCLE:
         total = config.epochs * batches_per_epoch
         k = epoch * batches_per_epoch + batch

@@ -8,18 +8,20 @@ closer. The two step sizes adapt to the success rates of both kinds of move, as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from scfront.attacks.blackbox.common import BlackBoxAttack
-from scfront.attacks.blackbox.oracle import Oracle, rand_like_on
+from scfront.attacks.blackbox.common import MinimumNormBlackBoxAttack
+from scfront.attacks.blackbox.oracle import DRAW_DTYPE, Oracle
 from scfront.attacks.blackbox.starts import StartPool, blend_search, misclassified_starts
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
-from scfront.errors import ConfigError
+from scfront.attacks.validate import number
+from scfront.sampling import normal
+from scfront.validate import positive_int
 
 
 class _RateWindow:
@@ -50,21 +52,24 @@ class _RateWindow:
 
 @register_attack
 @dataclass(frozen=True)
-class BoundaryAttack(BlackBoxAttack):
+class BoundaryAttack(MinimumNormBlackBoxAttack):
     """Boundary attack (Brendel et al., ICLR 2018): decision-based, minimum-L2, batched.
 
     Paper: "Decision-based adversarial attacks: reliable attacks against black-box machine
-    learning models". Starts from the nearest test image (``pool``) that the model labels
-    differently (uniform noise without a pool), moved to the boundary by a binary search on the
-    segment to the original, then walks along the boundary with foolbox 3's step adaptation
-    (success rates over the last 100 spherical / 30 total proposals, checked every 10 steps).
+    learning models". Starts from the nearest image of the start pool (``starts=StartPool(...)``
+    at call time, e.g. the test set) that the model labels differently (uniform noise without a
+    pool), moved to the boundary by a binary search on the segment to the original, then walks
+    along the boundary with foolbox 3's step adaptation (success rates over the last 100
+    spherical / 30 total proposals, checked every 10 steps).
 
-    The result is the walk's closest adversarial; ``__call__`` projects it onto the ε-ball (an
-    ε-constrained attack); ``unbounded()`` returns the unconstrained adversarials, whose median
-    L2 norm the evaluation reports (PAPER.md section 7).
+    A minimum-norm attack: the call returns a :class:`~scfront.attacks.base.MinimumNormResult`
+    with the walk's closest adversarial (``x_unbounded`` and its L2 ``norm``, whose median the
+    evaluation reports; docs/method.md §7) and its projection onto the ε-ball (``x_adv``,
+    ``success``).
 
     Args:
-        eps: L2 radius of the constrained result; None = 0.6 (the paper's L2 column).
+        norm: "L2" (the only one, default).
+        eps: L2 radius of the constrained verdict; default None = 0.6 (the paper's L2 column).
         steps: walk steps; default 25,000 as in the paper (each costs one query per image, plus
             one every ``update_every`` steps).
         spherical_step: initial relative size of the orthogonal move (0.01, foolbox default).
@@ -72,14 +77,13 @@ class BoundaryAttack(BlackBoxAttack):
         source_step_convergence: an image stops when its source step falls below this (1e-7).
         step_adaptation: factor by which the step sizes grow or shrink (1.5).
         update_every: steps between step-size updates (10).
-        unconstrained: return the unconstrained adversarials (see ``unbounded()``).
-        pool: candidate starting images (``StartPool`` of the test set); not a hyperparameter.
-    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_unbounded and x_adv in [0, 1].
+    Example: ``create_attack("boundary", steps=5000)(model, x, y, generator=g, starts=StartPool(images))``.
     """
 
     name: ClassVar[str] = "boundary"
-    minimum_norm: ClassVar[bool] = True
-    _not_params: ClassVar[tuple[str, ...]] = ("pool",)
+    uses_starts: ClassVar[bool] = True
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.L2,)
     norm: Norm = Norm.L2
     eps: float | None = None
     steps: int = 25000
@@ -88,23 +92,23 @@ class BoundaryAttack(BlackBoxAttack):
     source_step_convergence: float = 1e-7
     step_adaptation: float = 1.5
     update_every: int = 10
-    unconstrained: bool = False
-    pool: StartPool | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._check_common((Norm.L2,))
-        if self.steps < 0 or self.update_every < 1:
-            raise ConfigError(f"boundary: steps must be >= 0 and update_every >= 1, got {self.steps}, {self.update_every}")
-        if self.step_adaptation <= 1 or self.spherical_step <= 0 or self.source_step <= 0:
-            raise ConfigError("boundary: step sizes must be > 0 and step_adaptation > 1")
+        super().__post_init__()
+        positive_int(self.steps, f"{self.name}: steps", minimum=0)
+        positive_int(self.update_every, f"{self.name}: update_every")
+        number(self.name, "spherical_step", self.spherical_step, low=0.0, low_open=True)
+        number(self.name, "source_step", self.source_step, low=0.0, low_open=True)
+        number(self.name, "source_step_convergence", self.source_step_convergence, low=0.0)
+        number(self.name, "step_adaptation", self.step_adaptation, low=1.0, low_open=True)
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None) -> torch.Tensor:
+            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
         oracle = Oracle(model)
-        starts, found = misclassified_starts(oracle, x, y, self.pool, generator)
-        best = starts.clone()
+        first, found = misclassified_starts(oracle, x, y, starts, generator)
+        best = first.clone()
         if found.any():
-            best[found] = blend_search(oracle, x[found], y[found], starts[found])
+            best[found] = blend_search(oracle, x[found], y[found], first[found])
         return self._walk(oracle, x, y, best, found, generator)
 
     def _walk(self, oracle: Oracle, x: torch.Tensor, y: torch.Tensor, best: torch.Tensor,
@@ -125,7 +129,7 @@ class BoundaryAttack(BlackBoxAttack):
             towards = xa - ba  # from the current adversarial to the original
             norms = dist[active][:, None]
             unit = towards / norms
-            eta = rand_like_on(xa, generator, normal=True)
+            eta = normal(xa.shape, generator, xa, DRAW_DTYPE)
             eta = eta - (eta * unit).sum(1, keepdim=True) * unit  # orthogonal to the source direction
             eta = eta * (spherical[active][:, None] * norms / eta.norm(dim=1, keepdim=True).clamp_min(1e-12))
             scale = torch.sqrt(spherical[active] ** 2 + 1)[:, None]

@@ -1,75 +1,70 @@
-"""Pieces shared by the black-box attacks: default radii, the black-box marker, minimum-norm mode."""
+"""Pieces shared by the black-box attacks: default radii and the two black-box base classes.
+
+- :class:`BlackBoxAttack`: a fixed-budget attack that only queries outputs (Square, transfer).
+- :class:`MinimumNormBlackBoxAttack`: a minimum-norm attack that only queries outputs
+  (Boundary, HopSkipJump, ZOO); its call returns a
+  :class:`~scfront.attacks.base.MinimumNormResult`.
+
+Both hold the dataclass fields ``norm`` and ``eps`` (``None``: the paper's radius of the norm,
+:data:`DEFAULT_EPS`), from which :attr:`~scfront.attacks.base.Attack.threat` is derived.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
-from scfront.attacks.base import Attack
+from scfront.attacks.base import FixedBudgetAttack, MinimumNormAttack
 from scfront.attacks.threat import Norm, ThreatModel
-from scfront.errors import ConfigError
+from scfront.validate import radius, to_enum
 
-# The radii of the paper's Table 1 columns (PAPER.md section 7), used when ``eps`` is not given.
+__all__ = ["DEFAULT_EPS", "BlackBoxAttack", "MinimumNormBlackBoxAttack"]
+
+# The radii of the paper's Table 1 columns (docs/method.md §7), used when ``eps`` is not given.
 DEFAULT_EPS = {Norm.LINF: 8.0 / 255.0, Norm.L2: 0.6, Norm.L1: 30.0}
 
 
-def as_norm(value: Any, allowed: tuple[Norm, ...], attack: str) -> Norm:
-    """``value`` (a :class:`Norm` or its string) checked against the norms ``attack`` supports."""
-    try:
-        norm = Norm(value)
-    except ValueError:
-        norm = None
-    if norm is None or norm not in allowed:
-        raise ConfigError(f"attack {attack!r} supports norm {' or '.join(n.value for n in allowed)}, got {value!r}")
-    return norm
+class _NormAndRadius:
+    """The ``norm``/``eps`` fields of a black-box attack and the threat model they define.
 
-
-class BlackBoxAttack(Attack):
-    """An attack that only queries the model's outputs (never its gradients).
-
-    The evaluation's gradient-masking check compares what these attacks find with what the
-    white-box attacks find (``black_box = True``). Subclasses are frozen dataclasses with fields
-    ``norm`` and ``eps`` (``None``: :data:`DEFAULT_EPS` of the norm).
+    A mixin placed before the attack base class; subclasses are frozen dataclasses declaring
+    ``norm`` and ``eps`` and the norms they support in ``norms``.
     """
 
+    name: ClassVar[str]
     black_box: ClassVar[bool] = True
-    # Minimum-norm attacks (decision-based, ZOO) search for the smallest adversarial
-    # perturbation without a radius; their ε-constrained result is the projection of it.
-    minimum_norm: ClassVar[bool] = False
-    # Fields that are inputs rather than hyperparameters, left out of params().
-    _not_params: ClassVar[tuple[str, ...]] = ()
+    #: The norms the attack supports; the first is its default.
+    norms: ClassVar[tuple[Norm, ...]]
+    norm: Norm
+    eps: float | None
 
-    def _check_common(self, allowed: tuple[Norm, ...]) -> None:
-        object.__setattr__(self, "norm", as_norm(getattr(self, "norm"), allowed, self.name))
-        eps = getattr(self, "eps")
-        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0):
-            raise ConfigError(f"attack {self.name!r}: eps must be a number >= 0 or None, got {eps!r}")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "norm", to_enum(Norm, self.norm, f"{self.name}: norm", self.norms))
+        if self.eps is not None:
+            radius(self.norm, self.eps, f"{self.name}: eps")
 
     @property
-    def radius(self) -> float:
-        """``eps``, or the paper's radius for the norm when ``eps`` is None."""
-        eps = getattr(self, "eps")
-        return DEFAULT_EPS[getattr(self, "norm")] if eps is None else float(eps)
-
-    @property
-    def threat(self) -> ThreatModel | None:  # type: ignore[override]
-        if getattr(self, "unconstrained", False):
-            return None
-        return ThreatModel(getattr(self, "norm"), self.radius)
-
-    def constrained_threat(self) -> ThreatModel:
-        """The ε-ball of this attack even in unconstrained mode (for ε-constrained accuracy)."""
-        return ThreatModel(getattr(self, "norm"), self.radius)
-
-    def unbounded(self) -> "BlackBoxAttack":
-        """A copy that returns the unconstrained adversarials (only for minimum-norm attacks)."""
-        if not self.minimum_norm:
-            raise ConfigError(f"attack {self.name!r} has no unconstrained mode")
-        return dataclasses.replace(self, unconstrained=True)  # type: ignore[type-var]
+    def threat(self) -> ThreatModel:
+        """The ``norm`` ball of radius ``eps`` (the paper's radius when ``eps`` is None)."""
+        return ThreatModel(self.norm, DEFAULT_EPS[self.norm] if self.eps is None else float(self.eps))
 
     def params(self) -> dict[str, Any]:
-        out = super().params()
-        for key in self._not_params:
-            out.pop(key, None)
-        out["eps"] = self.radius
+        """The fields, with ``eps`` resolved to the radius used."""
+        out: dict[str, Any] = super().params()  # type: ignore[misc]
+        out["eps"] = self.threat.eps
         return out
+
+
+class BlackBoxAttack(_NormAndRadius, FixedBudgetAttack):
+    """A fixed-budget attack that only queries the model's outputs (never its gradients).
+
+    The evaluation's gradient-masking check compares what black-box attacks find with what the
+    white-box attacks find (``black_box = True``).
+    """
+
+
+class MinimumNormBlackBoxAttack(_NormAndRadius, MinimumNormAttack):
+    """A minimum-norm attack that only queries the model's outputs.
+
+    :meth:`run` returns the closest adversarial found at any distance; the public call reports
+    it (``x_unbounded``, ``norm``) together with its projection onto the ε-ball of ``threat``.
+    """

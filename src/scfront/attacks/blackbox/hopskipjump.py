@@ -9,59 +9,66 @@ to the boundary on the segment to the original. Algorithm 2 and eq. (9)-(16) of 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from scfront.attacks.blackbox.common import BlackBoxAttack
-from scfront.attacks.blackbox.oracle import Oracle, rand_like_on
+from scfront.attacks.blackbox.common import MinimumNormBlackBoxAttack
+from scfront.attacks.blackbox.oracle import DRAW_DTYPE, Oracle
 from scfront.attacks.blackbox.starts import StartPool, misclassified_starts
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
+from scfront.attacks.validate import number
 from scfront.errors import ConfigError
+from scfront.sampling import normal, uniform
+from scfront.validate import positive_int
 
 _PROBES_PER_CHUNK = 4096  # random probes held in memory at once in the gradient estimate
 
 
 @register_attack
 @dataclass(frozen=True)
-class HopSkipJump(BlackBoxAttack):
+class HopSkipJump(MinimumNormBlackBoxAttack):
     """HopSkipJump (Chen et al., IEEE S&P 2020): decision-based, minimum-norm, L2 or Linf.
 
     Paper: "HopSkipJumpAttack: a query-efficient decision-based attack". Starts from the nearest
-    test image (``pool``) that the model labels differently (uniform noise without a pool).
-    ``__call__`` projects the closest adversarial found onto the ε-ball; ``unbounded()`` returns
-    the unconstrained adversarials, whose median norm the evaluation reports.
+    image of the start pool (``starts=StartPool(...)`` at call time) that the model labels
+    differently (uniform noise without a pool). A minimum-norm attack: the call returns a
+    :class:`~scfront.attacks.base.MinimumNormResult` with the closest adversarial found
+    (``x_unbounded`` and its ``norm``, whose median the evaluation reports) and its projection
+    onto the ε-ball (``x_adv``, ``success``).
 
     Args:
         norm: "L2" (default; Gaussian probes) or "Linf" (uniform probes, sign step).
-        eps: radius of the constrained result; None = 0.6 (L2) or 8/255 (Linf).
+        eps: radius of the constrained verdict; default None = 0.6 (L2) or 8/255 (Linf).
         steps: iterations (40, the authors' default).
         init_evals: probes for the first gradient estimate (100); iteration t uses
             ``init_evals·sqrt(t)`` probes, at most ``max_evals`` (10,000).
         gamma: sets the binary-search tolerance θ = γ/d^(3/2) (L2) or γ/d² (Linf) (1.0).
-        unconstrained: return the unconstrained adversarials. pool: starting images.
-    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_unbounded and x_adv in [0, 1].
+    Example: ``create_attack("hopskipjump", norm="Linf")(model, x, y, generator=g, starts=StartPool(images))``.
     """
 
     name: ClassVar[str] = "hopskipjump"
-    minimum_norm: ClassVar[bool] = True
-    _not_params: ClassVar[tuple[str, ...]] = ("pool",)
+    uses_starts: ClassVar[bool] = True
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.L2, Norm.LINF)
     norm: Norm = Norm.L2
     eps: float | None = None
     steps: int = 40
     init_evals: int = 100
     max_evals: int = 10000
     gamma: float = 1.0
-    unconstrained: bool = False
-    pool: StartPool | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._check_common((Norm.L2, Norm.LINF))
-        if self.steps < 0 or self.init_evals < 1 or self.max_evals < self.init_evals or self.gamma <= 0:
-            raise ConfigError("hopskipjump: need steps >= 0, 1 <= init_evals <= max_evals and gamma > 0")
+        super().__post_init__()
+        positive_int(self.steps, f"{self.name}: steps", minimum=0)
+        positive_int(self.init_evals, f"{self.name}: init_evals")
+        positive_int(self.max_evals, f"{self.name}: max_evals")
+        if self.max_evals < self.init_evals:
+            raise ConfigError(f"{self.name}: max_evals ({self.max_evals}) must be >= init_evals ({self.init_evals})")
+        number(self.name, "gamma", self.gamma, low=0.0, low_open=True)
 
     # ------------------------------------------------------------------ geometry per norm
     def _distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -107,9 +114,9 @@ class HopSkipJump(BlackBoxAttack):
             m = p.shape[0]
             shape = (m, n_evals) + tuple(p.shape[1:])
             if self.norm is Norm.LINF:
-                probe = 2 * rand_like_on(p, generator, shape=shape) - 1
+                probe = 2 * uniform(shape, generator, p, DRAW_DTYPE) - 1
             else:
-                probe = rand_like_on(p, generator, normal=True, shape=shape)
+                probe = normal(shape, generator, p, DRAW_DTYPE)
             probe = probe / probe.flatten(2).norm(dim=2)[:, :, None, None, None].clamp_min(1e-12)
             d = delta[start:start + m][:, None, None, None, None]
             moved = (p[:, None] + d * probe).clamp(0.0, 1.0)
@@ -125,17 +132,17 @@ class HopSkipJump(BlackBoxAttack):
 
     # ------------------------------------------------------------------ the attack
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None) -> torch.Tensor:
+            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
         oracle = Oracle(model)
         d = x[0].numel()
         theta = self.gamma / (d * d if self.norm is Norm.LINF else d * math.sqrt(d))
-        starts, found = misclassified_starts(oracle, x, y, self.pool, generator)
-        best = starts.clone()
+        first, found = misclassified_starts(oracle, x, y, starts, generator)
+        best = first.clone()
         idx = found.nonzero().squeeze(1)
         if idx.numel() == 0:
             return best
         xa, ya = x[idx], y[idx]
-        adv = self._boundary(oracle, xa, ya, starts[idx], theta)
+        adv = self._boundary(oracle, xa, ya, first[idx], theta)
         dist = self._distance(adv, xa)
         closest, best_dist = adv, dist
         for t in range(1, self.steps + 1):

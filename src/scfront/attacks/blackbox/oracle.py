@@ -10,6 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scfront.attacks.losses import margin
+from scfront.validate import positive_int
+
+# The black-box attacks draw their random numbers in float32 whatever the data's dtype, so that a
+# float64 evaluation sees the same random stream (scfront.sampling's ``draw_dtype``).
+DRAW_DTYPE = torch.float32
+
 
 class Oracle:
     """Gradient-free, chunked, query-counting access to ``model``.
@@ -21,8 +28,7 @@ class Oracle:
     """
 
     def __init__(self, model: nn.Module, chunk: int = 1024) -> None:
-        if chunk < 1:
-            raise ValueError(f"chunk must be positive, got {chunk}")
+        positive_int(chunk, "oracle: chunk")
         self.model = model
         self.chunk = chunk
         self.queries = 0  # total number of images evaluated
@@ -48,38 +54,9 @@ class Oracle:
 
         The margin loss of Carlini & Wagner (2017) that the score-based attacks minimise.
         """
-        z = self.logits(x)
-        return margin_from_logits(z, y)
-
-
-def margin_from_logits(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """z: (B, K) logits, y: (B,) labels -> (B,) ``z_y - max_{j != y} z_j``."""
-    true = z.gather(1, y[:, None]).squeeze(1)
-    other = z.scatter(1, y[:, None], float("-inf")).amax(1)
-    return true - other
+        return margin(self.logits(x), y)
 
 
 def flat_norm(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """(B, ...) -> (B,) vector p-norm of each example."""
     return torch.linalg.vector_norm(x.flatten(1), ord=p, dim=1)
-
-
-def rand_like_on(x: torch.Tensor, generator: torch.Generator | None, normal: bool = False,
-                 shape: tuple[int, ...] | None = None) -> torch.Tensor:
-    """Uniform [0, 1) (or standard normal) noise drawn on ``generator``'s device, moved to ``x``'s.
-
-    Drawing on the generator's own device keeps a CPU generator usable for a CUDA model, and keeps
-    the random stream independent of where the model runs.
-    """
-    size = tuple(x.shape) if shape is None else shape
-    device = generator.device if generator is not None else x.device
-    draw = torch.randn if normal else torch.rand
-    noise = draw(size, generator=generator, device=device, dtype=torch.float32)
-    return noise.to(device=x.device, dtype=x.dtype)
-
-
-def randint_on(high: int, size: tuple[int, ...], generator: torch.Generator | None,
-               device: torch.device) -> torch.Tensor:
-    """Integers in [0, high) drawn on ``generator``'s device, moved to ``device``."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randint(high, size, generator=generator, device=gen_device).to(device)

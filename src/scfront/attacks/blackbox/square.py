@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
 from scfront.attacks.blackbox.common import BlackBoxAttack
-from scfront.attacks.blackbox.oracle import Oracle, flat_norm, rand_like_on, randint_on
+from scfront.attacks.blackbox.oracle import DRAW_DTYPE, Oracle, flat_norm
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
-from scfront.errors import ConfigError
+from scfront.attacks.validate import number
+from scfront.sampling import randint, uniform
+from scfront.validate import positive_int
+
+if TYPE_CHECKING:
+    from scfront.attacks.blackbox.starts import StartPool
 
 # Halving points of p on the authors' 10,000-query scale (their p_selection schedule).
 _P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -35,8 +40,8 @@ def p_at(p_init: float, it: int, n_iters: int) -> float:
 def _window_mask(n: int, h: int, w: int, s: int, generator: torch.Generator | None,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A random s×s window per image: (mask (n, 1, h, w) bool, top (n,), left (n,))."""
-    top = randint_on(h - s + 1, (n,), generator, device)
-    left = randint_on(w - s + 1, (n,), generator, device)
+    top = randint(h - s + 1, (n,), generator, device)
+    left = randint(w - s + 1, (n,), generator, device)
     rows = torch.arange(h, device=device)[None, :] - top[:, None]
     cols = torch.arange(w, device=device)[None, :] - left[:, None]
     mask = ((rows >= 0) & (rows < s))[:, :, None] & ((cols >= 0) & (cols < s))[:, None, :]
@@ -82,7 +87,7 @@ class SquareAttack(BlackBoxAttack):
 
     Args:
         norm: "Linf" (default) or "L2".
-        eps: radius; None = 8/255 for Linf, 0.6 for L2 (the paper's Table 1 columns).
+        eps: radius; default None = 8/255 for Linf, 0.6 for L2 (the paper's Table 1 columns).
         queries: iterations (one query per still-robust image each); the authors used 10,000,
             the default 5,000 is a CPU budget.
         p_init: initial fraction of pixels per window; None = 0.05 (Linf) or 0.1 (L2), the
@@ -92,20 +97,20 @@ class SquareAttack(BlackBoxAttack):
     """
 
     name: ClassVar[str] = "square"
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.LINF, Norm.L2)
     norm: Norm = Norm.LINF
     eps: float | None = None
     queries: int = 5000
     p_init: float | None = None
 
     def __post_init__(self) -> None:
-        self._check_common((Norm.LINF, Norm.L2))
-        if self.queries < 0:
-            raise ConfigError(f"square: queries must be >= 0, got {self.queries}")
-        if self.p_init is not None and not 0 < self.p_init <= 1:
-            raise ConfigError(f"square: p_init must be in (0, 1], got {self.p_init}")
+        super().__post_init__()
+        positive_int(self.queries, f"{self.name}: queries", minimum=0)
+        if self.p_init is not None:
+            number(self.name, "p_init", self.p_init, 0.0, 1.0, low_open=True)
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None) -> torch.Tensor:
+            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
         oracle = Oracle(model)
         if self.norm is Norm.LINF:
             return self._linf(oracle, x, y, generator)
@@ -115,9 +120,9 @@ class SquareAttack(BlackBoxAttack):
     def _linf(self, oracle: Oracle, x: torch.Tensor, y: torch.Tensor,
               generator: torch.Generator | None) -> torch.Tensor:
         n, c, h, w = x.shape
-        eps = self.radius
+        eps = self.threat.eps
         p_init = 0.05 if self.p_init is None else self.p_init
-        stripes = torch.where(rand_like_on(x, generator, shape=(n, c, 1, w)) < 0.5, -eps, eps)
+        stripes = torch.where(uniform((n, c, 1, w), generator, x, DRAW_DTYPE) < 0.5, -eps, eps)
         best = (x + stripes).clamp(0.0, 1.0)
         loss = oracle.margin(best, y)
         for it in range(self.queries):
@@ -132,7 +137,7 @@ class SquareAttack(BlackBoxAttack):
             # Redraw the window's signs where they would change nothing (the authors' loop):
             # a query spent on an unchanged image is wasted.
             for _ in range(10):
-                signs = torch.where(rand_like_on(x, generator, shape=(active.numel(), c, 1, 1)) < 0.5, -eps, eps)
+                signs = torch.where(uniform((active.numel(), c, 1, 1), generator, x, DRAW_DTYPE) < 0.5, -eps, eps)
                 proposal = torch.where(mask, (xa + signs).clamp(0.0, 1.0), current)
                 differs = (proposal - current).abs().flatten(1).amax(1) > 1e-7
                 take = differs & ~changed
@@ -150,7 +155,7 @@ class SquareAttack(BlackBoxAttack):
     def _l2(self, oracle: Oracle, x: torch.Tensor, y: torch.Tensor,
             generator: torch.Generator | None) -> torch.Tensor:
         n, c, h, w = x.shape
-        eps = self.radius
+        eps = self.threat.eps
         p_init = 0.1 if self.p_init is None else self.p_init
         # Initialisation: a grid of bumps of side h//5 with random signs per image and channel.
         s0 = max(h // 5, 1)
@@ -159,7 +164,7 @@ class SquareAttack(BlackBoxAttack):
         offset = (h - s0 * (h // s0)) // 2
         for i in range(h // s0):
             for j in range(w // s0):
-                signs = torch.where(rand_like_on(x, generator, shape=(n, c, 1, 1)) < 0.5, -1.0, 1.0)
+                signs = torch.where(uniform((n, c, 1, 1), generator, x, DRAW_DTYPE) < 0.5, -1.0, 1.0)
                 r, q = offset + i * s0, offset + j * s0
                 delta[:, :, r:r + s0, q:q + s0] += bump * signs
         best = (x + delta / flat_norm(delta).clamp_min(1e-12)[:, None, None, None] * eps).clamp(0.0, 1.0)
@@ -181,9 +186,9 @@ class SquareAttack(BlackBoxAttack):
             norm_w1 = (d * mask1).pow(2).sum((2, 3), keepdim=True).sqrt()
             norm_image = flat_norm(d)[:, None, None, None]
             patterns = _bump(s).to(x).expand(m, s, s).clone()
-            flip = rand_like_on(x, generator, shape=(m,)) < 0.5
+            flip = uniform((m,), generator, x, DRAW_DTYPE) < 0.5
             patterns[flip] = patterns[flip].transpose(1, 2)
-            signs = torch.where(rand_like_on(x, generator, shape=(m, c, 1, 1)) < 0.5, -1.0, 1.0)
+            signs = torch.where(uniform((m, c, 1, 1), generator, x, DRAW_DTYPE) < 0.5, -1.0, 1.0)
             new = _place(patterns, top, left, h, w, mask1) * signs + d * mask1 / (norm_w1 + 1e-10)
             new_norm = (new * mask1).pow(2).sum((2, 3), keepdim=True).sqrt().clamp_min(1e-12)
             budget = ((eps ** 2 - norm_image ** 2).clamp_min(0.0) / c + norm_union ** 2).sqrt()

@@ -17,8 +17,9 @@ import weakref
 import torch
 from torch import nn
 
-from scfront.attacks.blackbox.oracle import Oracle, rand_like_on
+from scfront.attacks.blackbox.oracle import DRAW_DTYPE, Oracle
 from scfront.errors import InputError
+from scfront.sampling import uniform
 
 
 class StartPool:
@@ -133,7 +134,7 @@ def misclassified_starts(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, pool:
         todo = ~found
         if not todo.any():
             break
-        noise = rand_like_on(x[todo], generator)
+        noise = uniform(x[todo].shape, generator, x, DRAW_DTYPE)
         ok = oracle.is_adversarial(noise, y[todo])
         rows = todo.nonzero().squeeze(1)[ok]
         starts[rows] = noise[ok]

@@ -2,7 +2,7 @@
 
 Two sources: a stored adversarials file of another evaluation (``scfront evaluate`` writes
 ``adversarials.safetensors``; images are matched by their exact 8-bit content), or a source model
-file on which a white-box attack is run now. The target model is queried only to pick, per image,
+(any spec ``scfront.load`` takes) on which a white-box attack is run now. The target model is queried only to pick, per image,
 the first stored candidate that fools it.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -21,28 +21,10 @@ from scfront.attacks.blackbox.oracle import Oracle
 from scfront.attacks.blackbox.stored import is_adversarials_file, load_adversarials
 from scfront.attacks.registry import create_attack, register_attack
 from scfront.attacks.threat import Norm
-from scfront.errors import CheckpointError, ConfigError
+from scfront.errors import ConfigError
 
-
-def load_model_file(path: str | Path) -> nn.Module:
-    """A model from a file: a ``.pt`` checkpoint of the original ResNet-32 (read with
-    ``weights_only``), else a model saved by scfront (``scfront.load``). Eval mode, input [0, 1]."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"model file {path} does not exist")
-    if path.suffix == ".pt":
-        from scfront.models import import_original_resnet32
-
-        return import_original_resnet32(path)
-    import scfront
-
-    return scfront.load(path)
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_source(path: str) -> nn.Module:
-    # A transfer attack is called once per batch; reading the source model once is enough.
-    return load_model_file(path)
+if TYPE_CHECKING:
+    from scfront.attacks.blackbox.starts import StartPool
 
 
 @functools.lru_cache(maxsize=2)
@@ -63,8 +45,8 @@ class TransferAttack(BlackBoxAttack):
     """Transfer attack: adversarials from another model, evaluated on this one.
 
     Args:
-        source: a stored ``adversarials.safetensors`` of another evaluation, or a model file (a
-            ``.pt`` original ResNet-32 checkpoint, or a model saved by scfront).
+        source: a stored ``adversarials.safetensors`` of another evaluation, or a model spec of
+            ``scfront.load`` (a saved folder, an original ResNet-32 ``.pt``, a shipped name).
         source_attack: for a stored file, the stored attack whose adversarials are used, or
             ``"all"`` (default): every stored attack of this ``norm``, the first candidate that
             fools the target is kept. For a model source, the attack run on the source model
@@ -72,37 +54,52 @@ class TransferAttack(BlackBoxAttack):
         norm: "Linf" (default) or "L2": the threat model the result is projected onto.
         eps: radius; None = 8/255 (Linf) or 0.6 (L2).
     Images without a stored adversarial (e.g. misclassified by the source model) stay clean.
-    Shapes: x (N, C, H, W) float in [0, 1] (8-bit images for stored files), y (N,) int64.
+    Shapes: x (N, C, H, W) float in [0, 1] (8-bit images for stored files), y (N,) int64; x_adv
+    in the ball ∩ [0, 1].
+    Example: ``create_attack("transfer", source="runs/pgd_at/adversarials.safetensors")(model, x, y)``.
     """
 
     name: ClassVar[str] = "transfer"
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.LINF, Norm.L2)
     source: str = ""
     source_attack: str = "all"
     norm: Norm = Norm.LINF
     eps: float | None = None
 
     def __post_init__(self) -> None:
-        self._check_common((Norm.LINF, Norm.L2))
+        super().__post_init__()
         if not self.source:
-            raise ConfigError("transfer: give source=PATH (an adversarials.safetensors or a model file)")
+            raise ConfigError("transfer: give source=PATH (an adversarials.safetensors or a model spec)")
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None) -> torch.Tensor:
+            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
         path = Path(self.source)
         if is_adversarials_file(path):
             return self._from_file(model, path, x, y)
-        source_model = _cached_source(str(path.resolve())).to(x.device)
+        source_model = self._source_model(x.device)
         name = self.source_attack
         if name == "all":
             name = "pgd-linf" if self.norm is Norm.LINF else "pgd-l2"
-        attack = create_attack(name, eps=self.radius)
-        if attack.norm is not self.norm:
-            raise ConfigError(f"transfer: source_attack {name!r} is {attack.norm}, not {self.norm.value}")
-        return attack(source_model, x, y, generator=generator).x_adv
+        attack = create_attack(name, eps=self.threat.eps)
+        if attack.threat.norm is not self.norm:
+            raise ConfigError(f"transfer: source_attack {name!r} is {attack.threat.norm.value}, not {self.norm.value}")
+        # x_adv of either kind of attack lies in the ε-ball (a minimum-norm result's verdict)
+        return attack(source_model, x, y, generator=generator, starts=starts).x_adv
+
+    def _source_model(self, device: torch.device) -> nn.Module:
+        """The source model (any spec of :func:`scfront.models.loader.load`), read on the first
+        batch and kept by this attack object for the next ones (no module-level cache)."""
+        cached = self.__dict__.get("_loaded_source")
+        if cached is None:
+            from scfront.models.loader import load
+
+            cached = load(self.source)
+            object.__setattr__(self, "_loaded_source", cached)  # not a field: params() ignore it
+        return cached.to(device)
 
     def _from_file(self, model: nn.Module, path: Path, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         by_image = _cached_stored(str(path.resolve()), path.stat().st_mtime)
-        threat = self.constrained_threat()
+        threat = self.threat
         keys = (x * 255).round().clamp(0, 255).to(torch.uint8).cpu()
         oracle = Oracle(model)
         out = x.clone()

@@ -11,46 +11,53 @@ symmetric differences (eq. 6) and takes one ADAM step on each. An outer binary s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scfront.attacks.blackbox.common import BlackBoxAttack
-from scfront.attacks.blackbox.oracle import Oracle, rand_like_on
+from scfront.attacks.blackbox.common import MinimumNormBlackBoxAttack
+from scfront.attacks.blackbox.oracle import DRAW_DTYPE, Oracle
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
-from scfront.errors import ConfigError
+from scfront.attacks.validate import number
+from scfront.sampling import uniform
+from scfront.validate import positive_int
+
+if TYPE_CHECKING:
+    from scfront.attacks.blackbox.starts import StartPool
 
 _PROBES_PER_CHUNK = 4096
 
 
 @register_attack
 @dataclass(frozen=True)
-class ZooAttack(BlackBoxAttack):
+class ZooAttack(MinimumNormBlackBoxAttack):
     """ZOO-ADAM (Chen et al., AISec 2017): score-based, minimum-L2, untargeted.
 
     Paper: "ZOO: zeroth order optimization based black-box attacks to deep neural networks
-    without training substitute models". ``__call__`` projects the smallest adversarial found onto
-    the ε-ball; ``unbounded()`` returns the unconstrained ones (the evaluation reports their
-    median L2 norm).
+    without training substitute models". A minimum-norm attack: the call returns a
+    :class:`~scfront.attacks.base.MinimumNormResult` with the smallest adversarial found
+    (``x_unbounded`` and its L2 ``norm``, whose median the evaluation reports) and its
+    projection onto the ε-ball (``x_adv``, ``success``).
 
     Args:
-        eps: L2 radius of the constrained result; None = 0.6 (the paper's L2 column).
+        norm: "L2" (the only one, default).
+        eps: L2 radius of the constrained verdict; default None = 0.6 (the paper's L2 column).
         steps: ADAM iterations per binary-search step. The original evaluation used 1,000
-            (PAPER.md section 7); the default 100 is a CPU budget (each iteration costs
+            (docs/method.md §7); the default 100 is a CPU budget (each iteration costs
             ``2·coordinates + 1`` queries per image).
         binary_search_steps: values of ``c`` tried; 9 in the original, default 3 for CPU.
         coordinates: coordinates updated per iteration and image (128, as in the paper).
         learning_rate: ADAM step η (0.01); beta1, beta2: ADAM moments (0.9, 0.999).
         initial_const: first ``c`` (0.01). confidence: κ (0). h: finite-difference step (1e-4).
-        unconstrained: return the unconstrained adversarials.
-    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64.
+    Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_unbounded and x_adv in [0, 1].
+    Example: ``create_attack("zoo", steps=1000, binary_search_steps=9)(model, x, y, generator=g)``.
     """
 
     name: ClassVar[str] = "zoo"
-    minimum_norm: ClassVar[bool] = True
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.L2,)
     norm: Norm = Norm.L2
     eps: float | None = None
     steps: int = 100
@@ -62,14 +69,15 @@ class ZooAttack(BlackBoxAttack):
     initial_const: float = 0.01
     confidence: float = 0.0
     h: float = 1e-4
-    unconstrained: bool = False
 
     def __post_init__(self) -> None:
-        self._check_common((Norm.L2,))
-        if self.steps < 0 or self.binary_search_steps < 1 or self.coordinates < 1:
-            raise ConfigError("zoo: need steps >= 0, binary_search_steps >= 1, coordinates >= 1")
-        if self.h <= 0 or self.learning_rate <= 0 or self.initial_const <= 0:
-            raise ConfigError("zoo: h, learning_rate and initial_const must be > 0")
+        super().__post_init__()
+        positive_int(self.steps, f"{self.name}: steps", minimum=0)
+        positive_int(self.binary_search_steps, f"{self.name}: binary_search_steps")
+        positive_int(self.coordinates, f"{self.name}: coordinates")
+        number(self.name, "h", self.h, low=0.0, low_open=True)
+        number(self.name, "learning_rate", self.learning_rate, low=0.0, low_open=True)
+        number(self.name, "initial_const", self.initial_const, low=0.0, low_open=True)
 
     def _objective(self, z: torch.Tensor, y: torch.Tensor, dist2: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss (B,), adversarial (B,) bool) from logits z (B, K) and squared distances (B,)."""
@@ -82,7 +90,7 @@ class ZooAttack(BlackBoxAttack):
         return dist2 + c * f, adversarial
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None) -> torch.Tensor:
+            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
         oracle = Oracle(model)
         n, d = x.shape[0], x[0].numel()
         k = min(self.coordinates, d)
@@ -100,7 +108,7 @@ class ZooAttack(BlackBoxAttack):
             t = torch.zeros_like(adv)
             succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
             for _ in range(self.steps):
-                coords = rand_like_on(flat_x, generator, shape=(n, d)).topk(k, dim=1).indices
+                coords = uniform((n, d), generator, flat_x, DRAW_DTYPE).topk(k, dim=1).indices
                 loss = self._probe(oracle, adv, flat_x, y, coords, c, x.shape, best, best_dist, succeeded)
                 grad = (loss[:, 1:k + 1] - loss[:, k + 1:]) / (2 * self.h)
                 t_sel = t.gather(1, coords) + 1
