@@ -128,7 +128,8 @@ def test_keep_worst_takes_first_success_else_smallest_margin() -> None:
     runs_seen = []
 
     def run(points: list[list[float]]):
-        def f(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        def f(rows: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, gen) -> torch.Tensor:
+            assert torch.equal(xs, x[rows]) and torch.equal(ys, y[rows])
             runs_seen.append(xs.shape[0])
             return torch.tensor(points)[: xs.shape[0]]
         return f

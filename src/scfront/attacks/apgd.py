@@ -12,11 +12,15 @@ loss changed since the last checkpoint; a halved example restarts from its best 
 checkpoints are ``w_j = ⌈p_j·N⌉`` with ``p_0 = 0, p_1 = 0.22,
 p_j+1 = p_j + max(p_j − p_j−1 − 0.03, 0.06)`` (first after 22 % of the budget, then shrinking
 by 3 %, at least 6 %).
+
+Everything above is per example (η, the counts of condition 1, the best loss), and the checkpoint
+iterations are the same for all, so a point leaves the working batch as soon as an iterate fools
+the model: its result (the first fooling iterate) is fixed, and the other points' iterations
+are those of the full batch.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
@@ -27,6 +31,7 @@ from scfront.attacks.gradient import GradientAttack, Run
 from scfront.attacks.losses import Loss, LossFn, dlr_targeted, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
+from scfront.sampling import Randomness
 from scfront.validate import positive_int, to_enum
 
 __all__ = ["APGD", "APGDCE", "APGDDLR", "APGDTargeted", "checkpoints"]
@@ -72,45 +77,67 @@ class APGD(GradientAttack):
         positive_int(self.steps, f"{self.name}: steps")
 
     def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                    generator: torch.Generator | None) -> torch.Tensor:
+                    generator: Randomness) -> torch.Tensor:
         return self._apgd(model, x, y, make_loss(self.loss), generator)
 
     def _apgd(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
-              generator: torch.Generator | None) -> torch.Tensor:
-        """One APGD run. x: (N, C, H, W) in [0, 1]; returns the first fooling iterate per example,
-        else the iterate of highest loss."""
+              generator: Randomness, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """One APGD run.
+
+        Args:
+            x: (N, C, H, W) in [0, 1]; y: (N,) int64 true labels (the success criterion).
+            loss_fn: ``(logits, labels) -> (N,)`` to maximise.
+            generator: the randomness of these N rows (the random start).
+            labels: (N, ...) what ``loss_fn`` gets with the logits, row by row (``None``: ``y``);
+                e.g. the true and the target class of a targeted loss.
+        Returns:
+            (N, C, H, W): the first fooling iterate of each example (the start counts), else its
+            iterate of highest loss.
+        """
         threat = self.threat
-        n = x.shape[0]
-        per_example = (n, 1, 1, 1)
+        labels = y if labels is None else labels
         x_cur = threat.random_start(x, generator) if self.random_start else x.clone()
-        eta = torch.full(per_example, 2.0 * self.eps, dtype=x.dtype, device=x.device)
-        f_cur, g_cur, logits = self.gradient(model, x_cur, y, loss_fn)
-        found = logits.argmax(dim=1) != y
-        x_found = x_cur.clone()
+        f_cur, g_cur, logits = self.gradient(model, x_cur, labels, loss_fn)
+        out = x_cur.clone()  # fooled rows keep their first fooling iterate here
+        robust = logits.argmax(dim=1) == y
+        # per-row state of the still-robust rows; every tensor is indexed like ``active``
+        active = robust.nonzero().squeeze(1)
+        centre, y_a, lab = x[robust], y[robust], labels[robust]
+        x_cur, f_cur, g_cur = x_cur[robust], f_cur[robust], g_cur[robust]
+        eta = torch.full((active.numel(), 1, 1, 1), 2.0 * self.eps, dtype=x.dtype, device=x.device)
         x_max, f_max, g_max = x_cur.clone(), f_cur.clone(), g_cur.clone()
         x_prev = x_cur.clone()
 
         checks = checkpoints(self.steps)
         last_check = 0
-        increases = torch.zeros(n, dtype=torch.long, device=x.device)
+        increases = torch.zeros(active.numel(), dtype=torch.long, device=x.device)
         eta_at_check, f_max_at_check = eta.clone(), f_max.clone()
         for k in range(self.steps):
+            if active.numel() == 0:
+                return out
             a = 1.0 if k == 0 else MOMENTUM
-            z = threat.project(x_cur + eta * threat.normalize_step(g_cur), x)
-            x_next = threat.project(x_cur + a * (z - x_cur) + (1.0 - a) * (x_cur - x_prev), x)
-            f_next, g_next, logits = self.gradient(model, x_next, y, loss_fn)
+            z = threat.project(x_cur + eta * threat.normalize_step(g_cur), centre)
+            x_next = threat.project(x_cur + a * (z - x_cur) + (1.0 - a) * (x_cur - x_prev), centre)
+            f_next, g_next, logits = self.gradient(model, x_next, lab, loss_fn)
 
-            new = (logits.argmax(dim=1) != y) & ~found
-            x_found[new] = x_next[new]
-            found |= new
+            fooled = logits.argmax(dim=1) != y_a
+            if bool(fooled.any()):  # their result is fixed: they leave the working batch
+                out[active[fooled]] = x_next[fooled]
+                keep = ~fooled
+                (active, centre, y_a, lab, x_cur, x_prev, f_cur, g_cur, x_next, f_next, g_next, eta, x_max,
+                 f_max, g_max, increases, eta_at_check, f_max_at_check) = (
+                    t[keep] for t in (active, centre, y_a, lab, x_cur, x_prev, f_cur, g_cur, x_next, f_next,
+                                      g_next, eta, x_max, f_max, g_max, increases, eta_at_check,
+                                      f_max_at_check))
             increases += (f_next > f_cur).long()
             better = f_next > f_max
             x_max[better], f_max[better], g_max[better] = x_next[better], f_next[better], g_next[better]
             x_prev, x_cur, f_cur, g_cur = x_cur, x_next, f_next, g_next
 
             if k + 1 in checks:
+                m = active.numel()
                 oscillating = increases.double() < RHO * (k + 1 - last_check)  # condition 1
-                stalled = (eta == eta_at_check).view(n) & (f_max <= f_max_at_check)  # condition 2
+                stalled = (eta == eta_at_check).view(m) & (f_max <= f_max_at_check)  # condition 2
                 halve = oscillating | stalled
                 eta_at_check, f_max_at_check = eta.clone(), f_max.clone()
                 eta[halve] /= 2.0
@@ -118,7 +145,8 @@ class APGD(GradientAttack):
                 x_cur[halve], g_cur[halve], f_cur[halve] = x_max[halve], g_max[halve], f_max[halve]
                 increases.zero_()
                 last_check = k + 1
-        return torch.where(found[:, None, None, None], x_found, x_max)
+        out[active] = x_max
+        return out
 
 
 @register_attack
@@ -172,21 +200,26 @@ class APGDTargeted(APGD):
         super().__post_init__()
         positive_int(self.n_target_classes, f"{self.name}: n_target_classes")
 
-    def runs(self, model: nn.Module, generator: torch.Generator | None) -> Iterator[Run]:
+    def runs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             clean_logits: torch.Tensor) -> Iterator[Run]:
+        """``restarts`` runs per target rank; the targets of all ranks come from one forward pass."""
+        # classes by decreasing clean logit: rank r is the r-th most likely class other than the
+        # top one (the true class for the robust points, the only ones attacked)
+        order = torch.sort(clean_logits, dim=1, descending=True).indices
         for rank in range(1, self.n_target_classes + 1):
             for _ in range(self.restarts):
-                yield functools.partial(self._targeted_once, model, rank=rank, generator=generator)
+                yield self._targeted_run(model, order, rank)
 
-    def _targeted_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, rank: int,
-                       generator: torch.Generator | None) -> torch.Tensor:
-        with torch.inference_mode():
-            logits = model(x)
-        if rank >= logits.shape[1]:
-            return x.clone()  # fewer classes than targets: nothing left to try
-        # rank-th most likely class other than the top one (the true class for robust points)
-        target = torch.sort(logits, dim=1, descending=True).indices[:, rank].clone()
+    def _targeted_run(self, model: nn.Module, order: torch.Tensor, rank: int) -> Run:
+        def run(rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, generator: Randomness) -> torch.Tensor:
+            if rank >= order.shape[1]:
+                return x.clone()  # fewer classes than targets: nothing left to try
+            target = order[rows, rank]
+            return self._apgd(model, x, y, _targeted_dlr, generator, labels=torch.stack([y, target], dim=1))
 
-        def loss_fn(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            return dlr_targeted(z, labels, target)
+        return run
 
-        return self._apgd(model, x, y, loss_fn, generator)
+
+def _targeted_dlr(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """:func:`~scfront.attacks.losses.dlr_targeted` with ``labels`` (N, 2): true class, target."""
+    return dlr_targeted(z, labels[:, 0], labels[:, 1])

@@ -34,6 +34,7 @@ from torch import nn
 from scfront.attacks.threat import ThreatModel
 from scfront.errors import InputError
 from scfront.models.layers import eval_mode
+from scfront.sampling import Randomness, RowGenerators
 
 if TYPE_CHECKING:  # annotations only: the black-box package imports this module
     from scfront.attacks.blackbox.starts import StartPool
@@ -119,13 +120,16 @@ class Attack(abc.ABC):
 
     @abc.abstractmethod
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
+            generator: Randomness, starts: StartPool | None = None) -> torch.Tensor:
         """Compute the adversarial points.
 
         Args:
             model: in eval mode, maps (N, C, H, W) in [0, 1] to logits (N, K).
             x: (N, C, H, W) float in [0, 1]. y: (N,) int64 true labels.
-            generator: the only source of randomness the attack may use.
+            generator: the only source of randomness the attack may use, drawn from through
+                :mod:`scfront.sampling` only, example dimension first; wherever the attack works
+                on a subset of its rows it draws from :func:`~scfront.sampling.rows_of` of it
+                (a :class:`~scfront.sampling.RowGenerators` has one stream per row of ``x``).
             starts: candidate starting images (only attacks with ``uses_starts`` read it).
         Returns:
             (N, C, H, W) float; the public call projects it (fixed budget) or reports it
@@ -133,11 +137,14 @@ class Attack(abc.ABC):
         """
 
     def _attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                generator: torch.Generator | None, starts: StartPool | None) -> tuple[torch.Tensor, torch.Tensor]:
+                generator: Randomness, starts: StartPool | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Validated ``(x, run(...))`` inside eval mode with frozen parameters."""
         threat = self.threat
         y = _validate(x, y, threat.lower, threat.upper)
         threat.check_dims(x[0].numel(), f"{self.name}: eps")
+        if isinstance(generator, RowGenerators) and len(generator) != x.shape[0]:
+            raise InputError(f"{self.name}: {len(generator)} per-example generators for {x.shape[0]} images; "
+                             "give one per image")
         x = x.detach()
         with frozen_parameters(model):
             x_adv = self.run(model, x, y, generator, starts).detach()
@@ -159,7 +166,7 @@ class FixedBudgetAttack(Attack):
 
     @final
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                 generator: torch.Generator | None = None, starts: StartPool | None = None) -> AttackResult:
+                 generator: Randomness = None, starts: StartPool | None = None) -> AttackResult:
         """Attack ``model`` at ``(x, y)``.
 
         Args:
@@ -167,7 +174,11 @@ class FixedBudgetAttack(Attack):
                 the attack (every submodule's previous mode is restored afterwards); its
                 parameters receive no gradient.
             x: (N, C, H, W) float in [0, 1]. y: (N,) integer labels.
-            generator: explicit randomness (``None``: torch's default generator).
+            generator: explicit randomness: a ``torch.Generator`` for the whole batch, or
+                :class:`~scfront.sampling.RowGenerators` with one stream per image (then the
+                result of an image does not depend on the other images of the batch; for a
+                deterministic model, up to the floating-point rounding of batched kernels);
+                ``None``: torch's default generator.
             starts: starting images for attacks that use them (ignored by the others).
         Returns:
             :class:`AttackResult` with ``x_adv`` inside the threat model and ``success``.
@@ -191,7 +202,7 @@ class MinimumNormAttack(Attack):
 
     @final
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                 generator: torch.Generator | None = None, starts: StartPool | None = None) -> MinimumNormResult:
+                 generator: Randomness = None, starts: StartPool | None = None) -> MinimumNormResult:
         """Attack ``model`` at ``(x, y)``; arguments as :meth:`FixedBudgetAttack.__call__`.
 
         Returns:

@@ -9,14 +9,18 @@ and move to a biased combination with overshoot η::
     x_k+1  = clip((1 − α)(x_k + η·δ_k) + α(x + η·δ_orig), 0, 1)
 
 When ``x_k+1`` is misclassified it is recorded if it is the closest so far and the iterate is
-pulled back toward ``x``: ``x_k+1 ← (1 − β)x + β·x_k+1``. The smallest adversarial found is
-returned; the base class projects it onto the ε-ball (points found beyond ε usually fail there).
-Needs the full Jacobian: K backward passes per iteration.
+pulled back toward ``x``: ``x_k+1 ← (1 − β)x + β·x_k+1``. Needs the full Jacobian: K backward
+passes per iteration.
+
+As a fixed-budget attack, a point is done once it has an adversarial inside the ε-ball: it leaves
+the working batch there (its verdict can no longer change), and its result is that adversarial.
+The other points run all ``steps`` iterations and return the closest adversarial found,
+projected onto the ε-ball (usually no longer adversarial, so a restart tries them again).
+Everything is per example, so a point's result does not depend on the rest of the batch.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
@@ -28,6 +32,7 @@ from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm, ThreatModel
 from scfront.attacks.validate import number
 from scfront.errors import ConfigError
+from scfront.sampling import Randomness
 from scfront.validate import positive_int
 
 __all__ = ["FAB", "project_hyperplane_linf"]
@@ -89,8 +94,8 @@ class FAB(GradientAttack):
     Norm Linf. Defaults (the AutoAttack paper): eps 8/255, steps 100, alpha_max 0.1, eta 1.05
     (overshoot), beta 0.9 (backward step), restarts 1 (the first run starts at x, later restarts
     at a random point of the ball of radius eps/2), bpda None. eot_samples must stay 1 (FAB
-    needs exact Jacobians). A fixed-budget attack: its closest adversarial is projected onto
-    the ε-ball.
+    needs exact Jacobians). A fixed-budget attack: a point stops at its first adversarial inside
+    the ε-ball; for the others the closest adversarial found is projected onto the ε-ball.
     Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; x_adv in the Linf ball ∩ [0, 1].
     Example: ``create_attack("fab", steps=50)(model, x, y, generator=g)``.
     """
@@ -111,16 +116,23 @@ class FAB(GradientAttack):
         if self.eot_samples != 1:
             raise ConfigError("fab uses exact Jacobians: eot_samples must be 1")
 
-    def runs(self, model: nn.Module, generator: torch.Generator | None) -> Iterator[Run]:
+    def runs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             clean_logits: torch.Tensor) -> Iterator[Run]:
         for restart in range(self.restarts):
-            yield functools.partial(self._fab_once, model, random=restart > 0, generator=generator)
+            yield lambda rows, xs, ys, gen, random=restart > 0: self._fab_once(model, xs, ys, random=random,
+                                                                                 generator=gen)
 
     def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                    generator: torch.Generator | None) -> torch.Tensor:
+                    generator: Randomness) -> torch.Tensor:
         return self._fab_once(model, x, y, random=False, generator=generator)
 
     def _fab_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, random: bool,
-                  generator: torch.Generator | None) -> torch.Tensor:
+                  generator: Randomness) -> torch.Tensor:
+        """One FAB run: x (N, C, H, W) in [0, 1], y (N,) → (N, C, H, W) inside the ε-ball.
+
+        ``random``: start at a random point of the ball of radius ε/2 (drawn from ``generator``,
+        the randomness of these N rows) instead of ``x``.
+        """
         n = x.shape[0]
         xf = x.flatten(1)
         x_cur = xf.clone()
@@ -128,26 +140,34 @@ class FAB(GradientAttack):
             x_cur = ThreatModel(Norm.LINF, self.eps / 2).random_start(x, generator).flatten(1)
         best = xf.clone()
         best_norm = torch.full((n,), float("inf"), dtype=torch.float64, device=x.device)
-        rows = torch.arange(n, device=x.device)
+        active = torch.arange(n, device=x.device)  # rows without an adversarial inside the ball
+        x0, labels = xf, y
         for _ in range(self.steps):
-            logits, jac = _jacobian(model, x_cur.view_as(x))
-            diff = logits - logits[rows, y][:, None]  # f_l − f_y, 0 at l = y
-            w = jac - jac[rows, y][:, None, :]
+            m = active.numel()
+            rows = torch.arange(m, device=x.device)
+            logits, jac = _jacobian(model, x_cur.view((m,) + x.shape[1:]))
+            diff = logits - logits[rows, labels][:, None]  # f_l − f_y, 0 at l = y
+            w = jac - jac[rows, labels][:, None, :]
             dist = diff.abs() / (w.abs().sum(dim=2) + 1e-12)
-            dist[rows, y] = float("inf")
+            dist[rows, labels] = float("inf")
             s = dist.argmin(dim=1)
             w_s = w[rows, s]
             b_s = diff[rows, s] - (w_s * x_cur).sum(dim=1)
             d_cur = project_hyperplane_linf(x_cur, w_s, b_s)
-            d_orig = project_hyperplane_linf(xf, w_s, b_s)
+            d_orig = project_hyperplane_linf(x0, w_s, b_s)
             n_cur = d_cur.abs().amax(dim=1)
             n_orig = d_orig.abs().amax(dim=1)
             alpha = torch.clamp(n_cur / (n_cur + n_orig + 1e-12), max=self.alpha_max)[:, None]
-            x_next = ((1 - alpha) * (x_cur + self.eta * d_cur) + alpha * (xf + self.eta * d_orig)).clamp(0.0, 1.0)
+            x_next = ((1 - alpha) * (x_cur + self.eta * d_cur) + alpha * (x0 + self.eta * d_orig)).clamp(0.0, 1.0)
             with torch.inference_mode():
-                fooled = model(x_next.view_as(x)).argmax(dim=1) != y
-            norm = (x_next.double() - xf.double()).abs().amax(dim=1)
-            closer = fooled & (norm < best_norm)
-            best[closer], best_norm[closer] = x_next[closer], norm[closer]
-            x_cur = torch.where(fooled[:, None], (1 - self.beta) * xf + self.beta * x_next, x_next)
-        return best.view_as(x)
+                fooled = model(x_next.view((m,) + x.shape[1:])).argmax(dim=1) != labels
+            norm = (x_next.double() - x0.double()).abs().amax(dim=1)
+            closer = fooled & (norm < best_norm[active])
+            best[active[closer]], best_norm[active[closer]] = x_next[closer], norm[closer]
+            x_cur = torch.where(fooled[:, None], (1 - self.beta) * x0 + self.beta * x_next, x_next)
+            keep = best_norm[active] > self.eps  # an adversarial inside the ball ends the search
+            if not bool(keep.all()):
+                active, x0, labels, x_cur = active[keep], x0[keep], labels[keep], x_cur[keep]
+                if active.numel() == 0:
+                    break
+        return self.threat.project(best.view_as(x), x)

@@ -17,7 +17,7 @@ from scfront.attacks.losses import CW_KAPPA, Loss, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
 from scfront.attacks.validate import number
-from scfront.sampling import normal
+from scfront.sampling import Randomness, normal
 from scfront.validate import to_enum
 
 __all__ = ["FGSM", "RFGSM"]
@@ -50,7 +50,7 @@ class FGSM(GradientAttack):
         return self.eps / 2.0 if self.alpha is None else float(self.alpha)
 
     def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                    generator: torch.Generator | None) -> torch.Tensor:
+                    generator: Randomness) -> torch.Tensor:
         alpha = self._alpha()
         start = x
         if alpha > 0:

@@ -10,7 +10,13 @@ worst case over restarts, BPDA rules, and the ε-bounded threat model.
   nothing accumulates in the model's parameters.
 - :func:`keep_worst` runs a sequence of attack runs (restarts, targets) AutoAttack style: each
   run only sees the points no earlier run has fooled, the first fooling point is kept, and for
-  points never fooled the one with the smallest margin ``z_y − max_{j≠y} z_j`` is kept.
+  points never fooled the one with the smallest margin ``z_y − max_{j≠y} z_j`` is kept. A run
+  draws from the randomness of its own rows (:func:`~scfront.sampling.rows_of`), so with
+  per-example generators a point's result never depends on the other points of the batch.
+
+The runs themselves stop computing a point once it is misclassified (PGD, APGD, FAB): the
+working batch shrinks to the still-robust rows, so later steps cost only those. Every quantity
+of a run is per example, so the result of each point is what it is without the shrinking.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from scfront.attacks.validate import number
 from scfront.errors import ConfigError
 from scfront.frontend.bpda import BPDA
 from scfront.frontend.encoder import use_bpda
+from scfront.sampling import Randomness, rows_of
 from scfront.validate import positive_int, radius
 
 if TYPE_CHECKING:
@@ -37,7 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["GradientAttack", "keep_worst", "loss_and_grad", "Run"]
 
-Run = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_sub, y_sub) -> x_adv_sub
+#: One run of an attack on a subset of the batch: ``(rows, x_sub, y_sub, generator_sub) -> x_adv_sub``
+#: with ``rows`` (M,) int64 the subset's positions in the attacked batch, ``x_sub`` (M, C, H, W),
+#: ``y_sub`` (M,) and ``generator_sub`` the randomness of those rows.
+Run = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Randomness], torch.Tensor]
 
 
 def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
@@ -68,26 +78,31 @@ def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: L
     return loss_sum / eot_samples, grad_sum / eot_samples, logits_sum / eot_samples
 
 
-def keep_worst(model: nn.Module, x: torch.Tensor, y: torch.Tensor, runs: Iterable[Run]) -> torch.Tensor:
+def keep_worst(model: nn.Module, x: torch.Tensor, y: torch.Tensor, runs: Iterable[Run],
+               generator: Randomness = None, clean_logits: torch.Tensor | None = None) -> torch.Tensor:
     """Per-example worst case over ``runs`` (restarts, target classes), AutoAttack protocol.
 
     Args:
         x: (N, C, H, W) float in [0, 1]. y: (N,) int64.
-        runs: each maps a subset ``(x_sub, y_sub)`` to adversarial points of the same shape.
+        runs: each maps ``(rows, x[rows], y[rows], rows_of(generator, rows))`` to adversarial
+            points of the subset's shape.
+        generator: the randomness of the batch; each run gets that of the rows it attacks.
+        clean_logits: (N, K) logits of ``x`` if the caller has them (saves a forward pass).
     Returns:
         (N, C, H, W): for each example the first point that fooled the model, else the point of
         smallest margin; points misclassified already are returned unchanged and never attacked.
     """
-    with torch.inference_mode():
-        logits = model(x)
-    fooled = logits.argmax(dim=1) != y
-    best_margin = margin(logits, y)
+    if clean_logits is None:
+        with torch.inference_mode():
+            clean_logits = model(x)
+    fooled = clean_logits.argmax(dim=1) != y
+    best_margin = margin(clean_logits, y)
     x_best = x.clone()
     for run in runs:
         idx = torch.nonzero(~fooled).squeeze(1)
         if idx.numel() == 0:
             break
-        x_run = run(x[idx], y[idx]).detach()
+        x_run = run(idx, x[idx], y[idx], rows_of(generator, idx)).detach()
         with torch.inference_mode():
             logits = model(x_run)
         m = margin(logits, y[idx])
@@ -136,15 +151,24 @@ class GradientAttack(FixedBudgetAttack):
         return ThreatModel(self.norm, self.eps)
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
+            generator: Randomness, starts: StartPool | None = None) -> torch.Tensor:
         rules = contextlib.nullcontext() if self.bpda is None else use_bpda(model, self.bpda)
         with rules:
-            return keep_worst(model, x, y, self.runs(model, generator))
+            with torch.inference_mode():
+                clean_logits = model(x)
+            runs = self.runs(model, x, y, clean_logits)
+            return keep_worst(model, x, y, runs, generator, clean_logits)
 
-    def runs(self, model: nn.Module, generator: torch.Generator | None) -> Iterator[Run]:
-        """The runs whose worst case is kept: ``restarts`` calls of :meth:`attack_once`."""
+    def runs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             clean_logits: torch.Tensor) -> Iterator[Run]:
+        """The runs whose worst case is kept: ``restarts`` calls of :meth:`attack_once`.
+
+        Args:
+            x: (N, C, H, W), y: (N,): the whole batch; clean_logits: (N, K) the model's logits
+                on it (e.g. for the target classes of a targeted attack).
+        """
         for _ in range(self.restarts):
-            yield lambda xs, ys: self.attack_once(model, xs, ys, generator)
+            yield lambda rows, xs, ys, gen: self.attack_once(model, xs, ys, gen)
 
     def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  loss_fn: LossFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -153,5 +177,6 @@ class GradientAttack(FixedBudgetAttack):
 
     @abc.abstractmethod
     def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                    generator: torch.Generator | None) -> torch.Tensor:
-        """One run on ``x``: (N, C, H, W) float in [0, 1], ``y``: (N,) int64 → (N, C, H, W)."""
+                    generator: Randomness) -> torch.Tensor:
+        """One run on ``x``: (N, C, H, W) float in [0, 1], ``y``: (N,) int64 → (N, C, H, W);
+        ``generator``: the randomness of these N rows."""

@@ -22,6 +22,7 @@ from scfront.attacks.losses import CW_KAPPA, Loss, LossFn, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
 from scfront.attacks.validate import number
+from scfront.sampling import Randomness
 from scfront.validate import positive_int, to_enum
 
 __all__ = ["PGD", "PGDLinf", "CWLinf", "PGDL2", "PGDL1", "EOTPGDLinf", "Projection"]
@@ -39,7 +40,8 @@ class PGD(GradientAttack):
     """PGD: ``x ← Π(x + step · d(∇loss))`` for ``steps`` steps, ``d`` the norm's unit step.
 
     Not registered itself; see the registered subclasses for defaults. Per run the returned
-    point is the first iterate (after ≥ 1 step) the model misclassifies, else the last iterate.
+    point is the first iterate (after ≥ 1 step) the model misclassifies, else the last iterate;
+    a misclassified point is not computed any further (:meth:`ascend`).
 
     Attributes (besides :class:`~scfront.attacks.gradient.GradientAttack`'s):
         steps: number of gradient steps.
@@ -84,7 +86,7 @@ class PGD(GradientAttack):
         return self.threat.normalize_step(grad)
 
     def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                    generator: torch.Generator | None) -> torch.Tensor:
+                    generator: Randomness) -> torch.Tensor:
         x_adv = self.threat.random_start(x, generator) if self.random_start else x.clone()
         return self.ascend(model, x, y, x_adv)
 
@@ -96,33 +98,44 @@ class PGD(GradientAttack):
         adversarial training calls it directly with its own start and loss. The model is used in
         whatever mode it is in, with its own BPDA rules, and no restarts or worst case.
 
+        With ``keep_first`` a point leaves the working batch at its first misclassified iterate
+        (after ≥ 1 step): the later steps cost only the points still robust, and since every
+        quantity of a step is per example, each point's result is the one of the full-batch loop.
+
         Args:
             x: (N, C, H, W) float in [0, 1], the centre of the ball. y: (N,) int64 labels.
             start: (N, C, H, W), the first iterate (inside the ball).
             loss_fn: ``(logits, y) -> (N,)`` to maximise; ``None``: this attack's ``loss``.
             keep_first: return each example's first misclassified iterate (after ≥ 1 step),
-                else the last iterate; ``False`` always returns the last iterate.
+                else the last iterate; ``False`` always returns the last iterate of every point.
         Returns:
             (N, C, H, W) detached, inside the ball ∩ [0, 1].
         """
-        threat = self.threat
         step_size = self.effective_step_size
         loss_fn = make_loss(self.loss, self.kappa) if loss_fn is None else loss_fn
-        back = threat.project if self.projection is Projection.EXACT else threat.rescale
-        x_adv = start
-        found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        x_found = x_adv.clone() if keep_first else x_adv
-        for step in range(self.steps):
-            _, grad, logits = self.gradient(model, x_adv, y, loss_fn)
-            if keep_first and step > 0:
-                # keep the first misclassified iterate: later steps may wander back
-                new = (logits.argmax(dim=1) != y) & ~found
-                x_found[new] = x_adv[new]
-                found |= new
-            x_adv = back(x_adv + step_size * self.direction(grad, x_adv), x)
+        back = self.threat.project if self.projection is Projection.EXACT else self.threat.rescale
         if not keep_first:
+            x_adv = start
+            for _ in range(self.steps):
+                _, grad, _ = self.gradient(model, x_adv, y, loss_fn)
+                x_adv = back(x_adv + step_size * self.direction(grad, x_adv), x)
             return x_adv.detach()
-        return torch.where(found[:, None, None, None], x_found, x_adv)
+        out = start.detach().clone()
+        active = torch.arange(x.shape[0], device=x.device)  # rows of the batch still robust
+        x_adv, centre, labels = start.detach(), x, y
+        for step in range(self.steps):
+            _, grad, logits = self.gradient(model, x_adv, labels, loss_fn)
+            if step > 0:
+                fooled = logits.argmax(dim=1) != labels
+                if bool(fooled.any()):
+                    out[active[fooled]] = x_adv[fooled]  # later steps may wander back
+                    keep = ~fooled
+                    active, x_adv, centre, labels, grad = (t[keep] for t in (active, x_adv, centre, labels, grad))
+                    if active.numel() == 0:
+                        return out
+            x_adv = back(x_adv + step_size * self.direction(grad, x_adv), centre)
+        out[active] = x_adv
+        return out
 
 
 @register_attack

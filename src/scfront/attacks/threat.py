@@ -16,7 +16,7 @@ import torch
 from scfront.attacks.projections import project_l1_box, project_l2_box, project_linf_box, rescale_radially
 from scfront.attacks.validate import number
 from scfront.errors import ConfigError, InputError
-from scfront.sampling import normal, uniform
+from scfront.sampling import Randomness, normal, uniform
 from scfront.validate import radius, to_enum
 
 __all__ = ["Norm", "ThreatModel"]
@@ -67,7 +67,7 @@ class ThreatModel:
         radius(self.norm, self.eps, where, dims=dims, box=(self.lower, self.upper))
 
     # ------------------------------------------------------------------ geometry
-    def random_start(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def random_start(self, x: torch.Tensor, generator: Randomness = None) -> torch.Tensor:
         """A random point of the ball around ``x``, projected onto the box.
 
         Sampling: Linf draws each coordinate uniformly in ``[-eps, eps]`` (uniform in the cube,
@@ -78,7 +78,8 @@ class ThreatModel:
 
         Args:
             x: (N, C, H, W) float in [lower, upper]. generator: the source of randomness
-                (``None``: torch's default generator, never reseeded).
+                (``None``: torch's default generator, never reseeded; per-example generators:
+                one per row of ``x``).
         Returns:
             (N, C, H, W), same dtype and device as ``x``.
         """

@@ -36,8 +36,9 @@ treats a check differently because of its name. The registered checks, in report
   passes if none of them leaves the check images more than 1 point less accurate than the
   suite's per-example worst case on the same images.
 
-Every check that runs attacks draws from ``unit_generator(seed, "check", name)``, so its record
-is the same in every run and every shard.
+Every check that runs attacks draws from per-image streams keyed by the seed, ``"check"``, its
+name and the image's dataset index (:func:`~scfront.evaluation.spec.unit_generators`), so its
+record is the same in every run and every shard.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ from scfront.attacks.registry import create_attack
 from scfront.attacks.threat import Norm
 from scfront.errors import ConfigError
 from scfront.evaluation.results import Collected
-from scfront.evaluation.spec import EvalSpec, unit_generator
+from scfront.evaluation.spec import EvalSpec, unit_generators
 from scfront.evaluation.state import StateStore
 from scfront.evaluation.suite import with_params
 from scfront.frontend.bpda import BPDA
 from scfront.frontend.encoder import Encoder
+from scfront.sampling import RowGenerators, rows_of
 
 __all__ = ["BPDA_VARIANTS", "Check", "CheckInputs", "ModelCheck", "ResultsCheck", "Verdict",
            "available_checks", "check_class", "checks_complete", "create_checks", "judge_checks",
@@ -110,6 +112,7 @@ class CheckInputs:
         x: (k, C, H, W) float in [0, 1]: the first ``check_images`` images of the subset.
         y: (k,) int64 true labels. attacks: the evaluation's suite, in order.
         seed: the evaluation's base seed (:attr:`EvalSpec.seed`).
+        indices: (k,) int64 dataset indices of the images (``None``: 0, ..., k − 1).
     """
 
     model: nn.Module
@@ -117,10 +120,12 @@ class CheckInputs:
     y: torch.Tensor
     attacks: tuple[Attack, ...]
     seed: int
+    indices: torch.Tensor | None = None
 
-    def generator(self, check: str) -> torch.Generator:
-        """The generator of check ``check``: ``unit_generator(seed, "check", check)``."""
-        return unit_generator(self.seed, "check", check, device=self.x.device)
+    def generator(self, check: str) -> RowGenerators:
+        """Fresh per-image streams of check ``check``: ``unit_generators(seed, indices, "check", check)``."""
+        images = torch.arange(self.x.shape[0]) if self.indices is None else self.indices
+        return unit_generators(self.seed, images, "check", check, device=self.x.device)
 
 
 class Check(abc.ABC):
@@ -204,13 +209,13 @@ def _gradient_settings(attacks: Sequence[Attack]) -> dict[str, Any]:
 
 
 def _robust(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator) -> torch.Tensor:
-    """(n,) bool: correctly classified and not broken by ``attack``."""
+            generator: RowGenerators) -> torch.Tensor:
+    """(n,) bool: correctly classified and not broken by ``attack`` (``generator``: one stream per image)."""
     correct = predict(model, x) == y
     out = correct.clone()
     idx = correct.nonzero().squeeze(1)
     if idx.numel():
-        out[idx] = ~attack(model, x[idx], y[idx], generator=generator).success
+        out[idx] = ~attack(model, x[idx], y[idx], generator=rows_of(generator, idx)).success
     return out
 
 
@@ -387,16 +392,19 @@ class BpdaVariants(ModelCheck):
 
 # --------------------------------------------------------------------------- running, judging
 def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: EvalSpec,
-               attacks: Sequence[Attack], store: StateStore, progress: bool = True) -> None:
+               attacks: Sequence[Attack], store: StateStore, progress: bool = True,
+               indices: torch.Tensor | None = None) -> None:
     """Run every :class:`ModelCheck` not stored yet and store its record.
 
     Args:
         model: maps (k, C, H, W) float in [0, 1] to logits; put in eval mode on ``x``'s device.
         x: (k, C, H, W) float in [0, 1], y: (k,) int64: the first ``spec.check_images`` images.
         spec: the evaluation (its seed names the checks' generators). attacks: its suite.
+        indices: (k,) int64 dataset indices of the images, which key their random streams
+            (``None``: 0, ..., k − 1).
     """
     model = model.to(x.device).eval()
-    inputs = CheckInputs(model, x, y, tuple(attacks), spec.seed)
+    inputs = CheckInputs(model, x, y, tuple(attacks), spec.seed, indices)
     todo = [c for c in create_checks() if isinstance(c, ModelCheck) and store.read_check(c.name) is None]
     for check in tqdm(todo, desc="checks", disable=not progress):
         start = time.perf_counter()

@@ -89,8 +89,9 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
     run_units(model, data, spec, suite, out_dir, shard, device, progress, starts=starts)
     store = StateStore(out_dir)
     if spec.checks and shard.runs_checks:
-        x, y = data.batch(slice(0, min(spec.check_images, spec.n_images)), device)
-        run_checks(model, x, y, spec, suite, store, progress)
+        first = slice(0, min(spec.check_images, spec.n_images))
+        x, y = data.batch(first, device)
+        run_checks(model, x, y, spec, suite, store, progress, indices=data.indices[first])
     if missing_units(Path(out_dir), spec) or (checks and not checks_complete(store)):
         return None
     return finalize(out_dir)

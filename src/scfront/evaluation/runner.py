@@ -30,8 +30,9 @@ from tqdm.auto import tqdm
 
 from scfront.attacks.base import Attack, MinimumNormAttack, MinimumNormResult, predict
 from scfront.errors import ConfigError
-from scfront.evaluation.spec import EvalSpec, Shard, unit_generator, write_or_check_spec
+from scfront.evaluation.spec import EvalSpec, Shard, unit_generators, write_or_check_spec
 from scfront.evaluation.state import StateStore
+from scfront.sampling import Randomness
 
 if TYPE_CHECKING:
     from scfront.attacks.blackbox.starts import StartPool
@@ -67,7 +68,7 @@ class QueryCounter(nn.Module):
 
 
 def _execute(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             generator: torch.Generator, starts: StartPool | None) -> dict[str, torch.Tensor]:
+             generator: Randomness, starts: StartPool | None) -> dict[str, torch.Tensor]:
     """One attack on one set of points.
 
     Returns:
@@ -137,7 +138,10 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
             queries_before = counter.queries
             start = time.perf_counter()
             if idx.numel():
-                gen = unit_generator(spec.seed, spec.position_in_column(pos), attack.name, b, device=device)
+                # one stream per attacked image, keyed by its dataset index: what it draws does
+                # not depend on the batch size, the shard or which batch mates the cascade left
+                images = data.indices[spec.batch_slice(b)][idx.cpu()]
+                gen = unit_generators(spec.seed, images, spec.position_in_column(pos), attack.name, device=device)
                 out = _execute(attack, counter, x[idx], y[idx], gen, starts)
                 tensors["success"][idx] = out.pop("success")
                 tensors.update(out)

@@ -5,8 +5,11 @@ shard must present the same spec (a different one is refused, so that results of
 are never mixed). Work is cut into *units*: the clean pass and each attack on each *batch* of the
 subset. Batches are fixed slices of the subset, the same in every run, and a shard owns whole
 batches (``b % n == i``), so a unit computes exactly the same thing whether it runs in one
-process, after a restart, or in another shard; its randomness comes from a generator seeded by
-the unit's identity (:func:`unit_seed`).
+process, after a restart, or in another shard. The attacks' randomness is per image
+(:func:`unit_generators`): the stream of an image is keyed by the seed, the attack and the
+image's index in the dataset, never by its batch, so an image draws the same numbers whatever
+the batch size, the shard or the points its batch mates leave (the attacks also compute every
+quantity per image, so its result is the same up to the rounding of batched kernels).
 
 An evaluation's attacks may be grouped into *columns* (the columns of the paper's Table 1): each
 attack carries a column label, a column is the set of attacks sharing one, and the AutoAttack
@@ -21,13 +24,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from scfront.errors import ConfigError
 from scfront.io import atomic_write_json
+from scfront.sampling import RowGenerators
 
 SPEC_FILE = "spec.json"
 
@@ -104,7 +108,7 @@ class EvalSpec:
     def position_in_column(self, position: int) -> int:
         """Index of attack ``position`` inside its column (its suite position without columns).
 
-        It names the attack's random generators (:func:`unit_generator`), so an attack in a
+        It names the attack's random streams (:func:`unit_generators`), so an attack in a
         column draws exactly what it draws when its column is evaluated on its own.
         """
         return len(self.column_peers(position))
@@ -166,6 +170,19 @@ def unit_seed(seed: int, *parts: object) -> int:
 def unit_generator(seed: int, *parts: object, device: torch.device | str = "cpu") -> torch.Generator:
     """A generator on ``device`` seeded with :func:`unit_seed` of ``seed`` and ``parts``."""
     return torch.Generator(device=device).manual_seed(unit_seed(seed, *parts))
+
+
+def unit_generators(seed: int, images: torch.Tensor | Sequence[int], *parts: object,
+                    device: torch.device | str = "cpu") -> RowGenerators:
+    """Per-image random streams: row ``i`` keyed ``stable_seed(seed, *parts, images[i])``.
+
+    Args:
+        seed: the evaluation's base seed. images: (N,) the dataset indices of the attacked
+            images, in row order. parts: what draws (e.g. the attack's position in its column
+            and its name; ``"check", name`` for a check).
+        device: where the streams' state lives and numbers are computed (the model's device).
+    """
+    return RowGenerators.seeded(seed, *parts, rows=images, device=device)
 
 
 def model_digest(model: nn.Module) -> str:

@@ -20,7 +20,7 @@ from scfront.attacks.blackbox.starts import StartPool, blend_search, misclassifi
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
 from scfront.attacks.validate import number
-from scfront.sampling import normal
+from scfront.sampling import Randomness, normal, rows_of
 from scfront.validate import positive_int
 
 
@@ -103,7 +103,7 @@ class BoundaryAttack(MinimumNormBlackBoxAttack):
         number(self.name, "step_adaptation", self.step_adaptation, low=1.0, low_open=True)
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
+            generator: Randomness, starts: StartPool | None = None) -> torch.Tensor:
         oracle = Oracle(model)
         first, found = misclassified_starts(oracle, x, y, starts, generator)
         best = first.clone()
@@ -112,7 +112,7 @@ class BoundaryAttack(MinimumNormBlackBoxAttack):
         return self._walk(oracle, x, y, best, found, generator)
 
     def _walk(self, oracle: Oracle, x: torch.Tensor, y: torch.Tensor, best: torch.Tensor,
-              found: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+              found: torch.Tensor, generator: Randomness) -> torch.Tensor:
         n = x.shape[0]
         flat_x = x.flatten(1)
         flat_best = best.flatten(1).clone()
@@ -129,7 +129,7 @@ class BoundaryAttack(MinimumNormBlackBoxAttack):
             towards = xa - ba  # from the current adversarial to the original
             norms = dist[active][:, None]
             unit = towards / norms
-            eta = normal(xa.shape, generator, xa, DRAW_DTYPE)
+            eta = normal(xa.shape, rows_of(generator, active), xa, DRAW_DTYPE)
             eta = eta - (eta * unit).sum(1, keepdim=True) * unit  # orthogonal to the source direction
             eta = eta * (spherical[active][:, None] * norms / eta.norm(dim=1, keepdim=True).clamp_min(1e-12))
             scale = torch.sqrt(spherical[active] ** 2 + 1)[:, None]

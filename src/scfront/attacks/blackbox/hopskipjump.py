@@ -22,7 +22,7 @@ from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
 from scfront.attacks.validate import number
 from scfront.errors import ConfigError
-from scfront.sampling import normal, uniform
+from scfront.sampling import Randomness, normal, rows_of, uniform
 from scfront.validate import positive_int
 
 _PROBES_PER_CHUNK = 4096  # random probes held in memory at once in the gradient estimate
@@ -104,19 +104,21 @@ class HopSkipJump(MinimumNormBlackBoxAttack):
         return self._toward(x, adv, high)
 
     def _gradient(self, oracle: Oracle, point: torch.Tensor, y: torch.Tensor, delta: torch.Tensor,
-                  n_evals: int, generator: torch.Generator | None) -> torch.Tensor:
+                  n_evals: int, generator: Randomness) -> torch.Tensor:
         """Monte-Carlo estimate of the boundary normal at each ``point`` (eq. 9-10, with the
-        baseline of eq. 16), unit L2 norm: (N, C, H, W)."""
+        baseline of eq. 16), unit L2 norm: (N, C, H, W). ``generator``: the randomness of the N
+        rows; each chunk of rows draws its probes from its own rows' streams."""
         out = torch.empty_like(point)
         per_chunk = max(1, _PROBES_PER_CHUNK // n_evals)
         for start in range(0, point.shape[0], per_chunk):
             p = point[start:start + per_chunk]
             m = p.shape[0]
             shape = (m, n_evals) + tuple(p.shape[1:])
+            gen = rows_of(generator, torch.arange(start, start + m, device=point.device))
             if self.norm is Norm.LINF:
-                probe = 2 * uniform(shape, generator, p, DRAW_DTYPE) - 1
+                probe = 2 * uniform(shape, gen, p, DRAW_DTYPE) - 1
             else:
-                probe = normal(shape, generator, p, DRAW_DTYPE)
+                probe = normal(shape, gen, p, DRAW_DTYPE)
             probe = probe / probe.flatten(2).norm(dim=2)[:, :, None, None, None].clamp_min(1e-12)
             d = delta[start:start + m][:, None, None, None, None]
             moved = (p[:, None] + d * probe).clamp(0.0, 1.0)
@@ -132,7 +134,7 @@ class HopSkipJump(MinimumNormBlackBoxAttack):
 
     # ------------------------------------------------------------------ the attack
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
+            generator: Randomness, starts: StartPool | None = None) -> torch.Tensor:
         oracle = Oracle(model)
         d = x[0].numel()
         theta = self.gamma / (d * d if self.norm is Norm.LINF else d * math.sqrt(d))
@@ -142,6 +144,7 @@ class HopSkipJump(MinimumNormBlackBoxAttack):
         if idx.numel() == 0:
             return best
         xa, ya = x[idx], y[idx]
+        walking = rows_of(generator, idx)  # the randomness of the rows that have a start
         adv = self._boundary(oracle, xa, ya, first[idx], theta)
         dist = self._distance(adv, xa)
         closest, best_dist = adv, dist
@@ -152,7 +155,7 @@ class HopSkipJump(MinimumNormBlackBoxAttack):
                 delta = (d * theta if self.norm is Norm.LINF else math.sqrt(d) * theta) * dist
             delta = delta.clamp_min(1e-12)
             n_evals = int(min(self.init_evals * math.sqrt(t), self.max_evals))
-            grad = self._gradient(oracle, adv, ya, delta, n_evals, generator)
+            grad = self._gradient(oracle, adv, ya, delta, n_evals, walking)
             update = grad.sign() if self.norm is Norm.LINF else grad
             # Geometric step search (eq. 14-15): halve until the stepped point is adversarial.
             step = dist / math.sqrt(t)

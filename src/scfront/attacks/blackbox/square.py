@@ -3,7 +3,10 @@
 A score-based random search: each iteration changes the perturbation on one random square window
 per image and keeps the change if the margin loss ``z_y − max_{j≠y} z_j`` decreases. The window
 side shrinks along the paper's schedule for ``p`` (the fraction of pixels changed). Windows are
-drawn independently for every image, and all images of a batch are queried together.
+drawn independently for every image, and all images of a batch are queried together. An image
+leaves the batch once misclassified (margin ≤ 0); every draw is made for the images still in
+it (:func:`~scfront.sampling.rows_of`), so with per-example generators an image's search never
+depends on the other images of its batch.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from scfront.attacks.blackbox.oracle import DRAW_DTYPE, Oracle, flat_norm
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
 from scfront.attacks.validate import number
-from scfront.sampling import randint, uniform
+from scfront.sampling import Randomness, randint, rows_of, uniform
 from scfront.validate import positive_int
 
 if TYPE_CHECKING:
@@ -37,7 +40,7 @@ def p_at(p_init: float, it: int, n_iters: int) -> float:
     return p_init / 2 ** halvings
 
 
-def _window_mask(n: int, h: int, w: int, s: int, generator: torch.Generator | None,
+def _window_mask(n: int, h: int, w: int, s: int, generator: Randomness,
                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A random s×s window per image: (mask (n, 1, h, w) bool, top (n,), left (n,))."""
     top = randint(h - s + 1, (n,), generator, device)
@@ -110,7 +113,7 @@ class SquareAttack(BlackBoxAttack):
             number(self.name, "p_init", self.p_init, 0.0, 1.0, low_open=True)
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
+            generator: Randomness, starts: StartPool | None = None) -> torch.Tensor:
         oracle = Oracle(model)
         if self.norm is Norm.LINF:
             return self._linf(oracle, x, y, generator)
@@ -118,7 +121,7 @@ class SquareAttack(BlackBoxAttack):
 
     # ------------------------------------------------------------------ Linf
     def _linf(self, oracle: Oracle, x: torch.Tensor, y: torch.Tensor,
-              generator: torch.Generator | None) -> torch.Tensor:
+              generator: Randomness) -> torch.Tensor:
         n, c, h, w = x.shape
         eps = self.threat.eps
         p_init = 0.05 if self.p_init is None else self.p_init
@@ -130,20 +133,21 @@ class SquareAttack(BlackBoxAttack):
             if active.numel() == 0:
                 break
             xa, current = x[active], best[active]
+            gen = rows_of(generator, active)
             s = min(max(round(math.sqrt(p_at(p_init, it, self.queries) * h * w)), 1), h - 1)
-            mask, _, _ = _window_mask(active.numel(), h, w, s, generator, x.device)
-            candidate = current
-            changed = torch.zeros(active.numel(), dtype=torch.bool, device=x.device)
-            # Redraw the window's signs where they would change nothing (the authors' loop):
-            # a query spent on an unchanged image is wasted.
+            mask, _, _ = _window_mask(active.numel(), h, w, s, gen, x.device)
+            candidate = current.clone()
+            todo = torch.arange(active.numel(), device=x.device)  # rows whose proposal changes nothing yet
+            # Redraw the window's signs where they would change nothing (the authors' loop): a
+            # query spent on an unchanged image is wasted. Only those rows draw again.
             for _ in range(10):
-                signs = torch.where(uniform((active.numel(), c, 1, 1), generator, x, DRAW_DTYPE) < 0.5, -eps, eps)
-                proposal = torch.where(mask, (xa + signs).clamp(0.0, 1.0), current)
-                differs = (proposal - current).abs().flatten(1).amax(1) > 1e-7
-                take = differs & ~changed
-                candidate = torch.where(take[:, None, None, None], proposal, candidate)
-                changed |= differs
-                if bool(changed.all()):
+                signs = torch.where(uniform((todo.numel(), c, 1, 1), rows_of(gen, todo), x, DRAW_DTYPE) < 0.5,
+                                    -eps, eps)
+                proposal = torch.where(mask[todo], (xa[todo] + signs).clamp(0.0, 1.0), current[todo])
+                differs = (proposal - current[todo]).abs().flatten(1).amax(1) > 1e-7
+                candidate[todo[differs]] = proposal[differs]
+                todo = todo[~differs]
+                if todo.numel() == 0:
                     break
             new_loss = oracle.margin(candidate, y[active])
             better = new_loss < loss[active]
@@ -153,7 +157,7 @@ class SquareAttack(BlackBoxAttack):
 
     # ------------------------------------------------------------------ L2
     def _l2(self, oracle: Oracle, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None) -> torch.Tensor:
+            generator: Randomness) -> torch.Tensor:
         n, c, h, w = x.shape
         eps = self.threat.eps
         p_init = 0.1 if self.p_init is None else self.p_init
@@ -175,20 +179,21 @@ class SquareAttack(BlackBoxAttack):
                 break
             m = active.numel()
             xa = x[active]
+            gen = rows_of(generator, active)
             d = best[active] - xa
             s = max(round(math.sqrt(p_at(p_init, it, self.queries) * h * w)), 3)
             s = min(s + (s % 2 == 0), h - 1)
-            mask1, top, left = _window_mask(m, h, w, s, generator, x.device)
-            mask2, _, _ = _window_mask(m, h, w, s, generator, x.device)
+            mask1, top, left = _window_mask(m, h, w, s, gen, x.device)
+            mask2, _, _ = _window_mask(m, h, w, s, gen, x.device)
             union = mask1 | mask2
             # Mass of the two windows (per channel), freed and moved into window 1.
             norm_union = (d * union).pow(2).sum((2, 3), keepdim=True).sqrt()
             norm_w1 = (d * mask1).pow(2).sum((2, 3), keepdim=True).sqrt()
             norm_image = flat_norm(d)[:, None, None, None]
             patterns = _bump(s).to(x).expand(m, s, s).clone()
-            flip = uniform((m,), generator, x, DRAW_DTYPE) < 0.5
+            flip = uniform((m,), gen, x, DRAW_DTYPE) < 0.5
             patterns[flip] = patterns[flip].transpose(1, 2)
-            signs = torch.where(uniform((m, c, 1, 1), generator, x, DRAW_DTYPE) < 0.5, -1.0, 1.0)
+            signs = torch.where(uniform((m, c, 1, 1), gen, x, DRAW_DTYPE) < 0.5, -1.0, 1.0)
             new = _place(patterns, top, left, h, w, mask1) * signs + d * mask1 / (norm_w1 + 1e-10)
             new_norm = (new * mask1).pow(2).sum((2, 3), keepdim=True).sqrt().clamp_min(1e-12)
             budget = ((eps ** 2 - norm_image ** 2).clamp_min(0.0) / c + norm_union ** 2).sqrt()

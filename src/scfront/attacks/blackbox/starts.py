@@ -19,7 +19,7 @@ from torch import nn
 
 from scfront.attacks.blackbox.oracle import DRAW_DTYPE, Oracle
 from scfront.errors import InputError
-from scfront.sampling import uniform
+from scfront.sampling import Randomness, rows_of, uniform
 
 
 class StartPool:
@@ -109,12 +109,13 @@ def nearest_other_label(x: torch.Tensor, y: torch.Tensor, pool: StartPool,
 
 
 def misclassified_starts(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, pool: StartPool | None,
-                         generator: torch.Generator | None, noise_tries: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+                         generator: Randomness, noise_tries: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     """Starting points that the model misclassifies, one per image.
 
     With a pool: the nearest differently-labelled pool image (:func:`nearest_other_label`).
     Without one, or where the pool has no usable image: uniform noise images, redrawn up to
-    ``noise_tries`` times until misclassified (the fallback of Brendel et al. 2018).
+    ``noise_tries`` times until misclassified (the fallback of Brendel et al. 2018); only the
+    images still without a start draw again (``generator``: the randomness of the N rows).
 
     Returns:
         (starts (N, C, H, W) float in [0, 1]; found (N,) bool: False where no misclassified start
@@ -131,14 +132,13 @@ def misclassified_starts(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, pool:
             # The pool labels came from the model; re-check, since a model may be randomised.
             found[has] = oracle.is_adversarial(starts[has], y[has])
     for _ in range(noise_tries):
-        todo = ~found
-        if not todo.any():
+        todo = (~found).nonzero().squeeze(1)
+        if todo.numel() == 0:
             break
-        noise = uniform(x[todo].shape, generator, x, DRAW_DTYPE)
+        noise = uniform(x[todo].shape, rows_of(generator, todo), x, DRAW_DTYPE)
         ok = oracle.is_adversarial(noise, y[todo])
-        rows = todo.nonzero().squeeze(1)[ok]
-        starts[rows] = noise[ok]
-        found[rows] = True
+        starts[todo[ok]] = noise[ok]
+        found[todo[ok]] = True
     return starts, found
 
 

@@ -22,6 +22,7 @@ from scfront.attacks.blackbox.stored import is_adversarials_file, load_adversari
 from scfront.attacks.registry import create_attack, register_attack
 from scfront.attacks.threat import Norm
 from scfront.errors import ConfigError
+from scfront.sampling import Randomness
 
 if TYPE_CHECKING:
     from scfront.attacks.blackbox.starts import StartPool
@@ -72,7 +73,7 @@ class TransferAttack(BlackBoxAttack):
             raise ConfigError("transfer: give source=PATH (an adversarials.safetensors or a model spec)")
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
+            generator: Randomness, starts: StartPool | None = None) -> torch.Tensor:
         path = Path(self.source)
         if is_adversarials_file(path):
             return self._from_file(model, path, x, y)

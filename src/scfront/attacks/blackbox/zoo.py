@@ -22,7 +22,7 @@ from scfront.attacks.blackbox.oracle import DRAW_DTYPE, Oracle
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
 from scfront.attacks.validate import number
-from scfront.sampling import uniform
+from scfront.sampling import Randomness, uniform
 from scfront.validate import positive_int
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class ZooAttack(MinimumNormBlackBoxAttack):
         return dist2 + c * f, adversarial
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            generator: torch.Generator | None, starts: StartPool | None = None) -> torch.Tensor:
+            generator: Randomness, starts: StartPool | None = None) -> torch.Tensor:
         oracle = Oracle(model)
         n, d = x.shape[0], x[0].numel()
         k = min(self.coordinates, d)
