@@ -288,6 +288,26 @@ CLI_CASES: dict[str, Case] = {
                                           ("does not match the model", "shape mismatches")),
     "evaluate-weights-for-a-shipped-model": Case(_evaluate("cifar10_cpu", "--weights", _path("foreign_safetensors")),
                                                  ("weights= applies to package.module:factory",)),
+    # ---- evaluate: the attack list and radii (checked before the model or the data are read)
+    "evaluate-empty-attacks": Case(lambda w, d: ["evaluate", "cifar10_cpu", "--attacks", "", "--out",
+                                                 str(w.root / "eval"), "--data-root", d],
+                                   ("--attacks lists no attack",)),
+    "evaluate-empty-column": Case(lambda w, d: ["evaluate", "cifar10_cpu", "--column", "pgd=,", "--out",
+                                                str(w.root / "eval"), "--data-root", d],
+                                  ("--column 'pgd' lists no attack",)),
+    "evaluate-linf-eps-5": Case(_evaluate("cifar10_cpu", "--eps", "5"), ("eps",)),
+    "evaluate-eps-negative": Case(_evaluate("cifar10_cpu", "--eps=-0.1"), ("eps",)),
+    "evaluate-unknown-attack": Case(lambda w, d: ["evaluate", "cifar10_cpu", "--attacks", "pgd-linfinity", "--out",
+                                                  str(w.root / "eval"), "--data-root", d], ("unknown attack",)),
+    # ---- evaluate-merge: its inputs and its output folder
+    "evaluate-merge-missing-shard": Case(lambda w, d: ["evaluate-merge", str(w.root / "no_shard"), "--out",
+                                                       str(w.root / "merged")], ("no_shard",)),
+    "evaluate-merge-not-an-evaluation": Case(lambda w, d: ["evaluate-merge", w["folder"], "--out",
+                                                           str(w.root / "merged")], ("a_folder",)),
+    "evaluate-merge-out-is-a-file": Case(lambda w, d: ["evaluate-merge", w["folder"], "--out", w["file"]],
+                                         ("a_file.txt",)),
+    "evaluate-merge-no-shard": Case(lambda w, d: ["evaluate-merge", "--out", str(w.root / "merged")],
+                                    ("SHARD_DIR",)),
     # ---- demo and reproduce: the shared options
     "demo-device-gpu": Case(lambda w, d: ["demo", "--device", "gpu"], ("argument --device",)),
     "demo-device-cuda": Case(lambda w, d: ["demo", "--device", "cuda"], ("CUDA is not available",), unless_cuda=True),
@@ -619,3 +639,18 @@ def test_python_api_bad_input(name: str, world: World) -> None:
     message = str(info.value)
     assert fragment in message and "\n" not in message and "\x1b" not in message, message
     assert _snapshot(world.root) == before
+
+
+def test_a_failed_merge_leaves_no_output_folder(world: World, data_root: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Merging only one shard of two: one line, exit 2, and the new --out folder is removed."""
+    shard = tmp_path / "shard0"
+    code = main(["evaluate", FACTORY, "--data-root", str(data_root), "--attacks", "fgsm", "--n-images", "4",
+                 "--batch-size", "2", "--shard", "0/2", "--no-checks", "--no-progress", "--out", str(shard)])
+    assert code == 0
+    before = _snapshot(tmp_path)
+    merged = tmp_path / "merged"
+    code, lines = _run(["evaluate-merge", str(shard), "--out", str(merged)], capsys)
+    _assert_one_line(code, lines, ())
+    assert not merged.exists()
+    assert _snapshot(tmp_path) == before

@@ -53,3 +53,22 @@ def test_demo_rejects_bad_input(tmp_path: Path) -> None:
         run_demo(DemoSettings(model=str(tmp_path / "absent"), out_dir=tmp_path / "o"))
     with pytest.raises(ScfrontError, match="n-images"):
         run_demo(DemoSettings(model=str(tmp_path), out_dir=tmp_path / "o", n_images=1000))
+
+
+def test_demo_folders_are_per_model_under_the_cache(tmp_path, monkeypatch) -> None:
+    """Without --out the demo never writes to the current directory, and two models (or two
+    sample sizes) get two folders, so any two demo commands can run one after the other."""
+    from scfront.reproduction.demo import default_demo_dir
+
+    monkeypatch.setenv("SCFRONT_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "runs" / "natural"
+    run.mkdir(parents=True)
+    (run / "model.safetensors").write_bytes(b"")
+    shipped = default_demo_dir(None, 100)
+    assert shipped.parent == tmp_path / "cache" / "demo"
+    assert default_demo_dir("cifar10_cpu", 100) == shipped
+    other = {default_demo_dir(str(run), 100), default_demo_dir(None, 50), default_demo_dir(str(run / "model.safetensors"), 100)}
+    assert shipped not in other and len(other) == 2  # a folder and its model file: one model
+    twin = tmp_path / "elsewhere" / "natural"
+    twin.mkdir(parents=True)
+    assert default_demo_dir(str(twin), 100) != default_demo_dir(str(run), 100)

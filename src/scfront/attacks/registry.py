@@ -13,36 +13,29 @@ from typing import Any, TypeVar
 
 from scfront.attacks.base import Attack
 from scfront.errors import ConfigError
+from scfront.naming import NameRegistry
 
-__all__ = ["register_attack", "create_attack", "available_attacks", "attack_class"]
+__all__ = ["attack_class", "attack_parameters", "available_attacks", "create_attack", "register_attack",
+           "with_params"]
 
-_REGISTRY: dict[str, type[Attack]] = {}
+_REGISTRY: NameRegistry[type[Attack]] = NameRegistry("attack")
 
 A = TypeVar("A", bound=type[Attack])
 
 
 def register_attack(cls: A) -> A:
     """Class decorator: register ``cls`` under its own ``name`` class attribute (names are unique)."""
-    name = vars(cls).get("name")  # declared by the class itself, never inherited
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{cls.__name__} must define its own class attribute `name` to be registered")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise TypeError(f"attack name {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
-    _REGISTRY[name] = cls
-    return cls
+    return _REGISTRY.register(cls)
 
 
 def available_attacks() -> list[str]:
     """The registered attack names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_REGISTRY.names())
 
 
 def attack_class(name: str) -> type[Attack]:
     """The class registered under ``name``; ConfigError naming the choices otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown attack {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    return _REGISTRY.get(name)
 
 
 def create_attack(name: str, **overrides: Any) -> Attack:
@@ -62,3 +55,29 @@ def create_attack(name: str, **overrides: Any) -> Attack:
         return cls(**overrides)
     except TypeError as err:  # wrong keyword for a non-dataclass attack
         raise ConfigError(f"attack {name!r}: {err}") from None
+
+
+def attack_parameters(name: str) -> dict[str, Any]:
+    """{parameter: default} that the attack ``name`` declares (its constructor's keyword
+    arguments; ``dataclasses.MISSING`` for one without a default), in declaration order.
+
+    The one place that reads an attack class's fields for other packages: the evaluation's
+    suite-wide overrides, its ``--help`` list of attacks and the checks that vary a parameter.
+    """
+    cls = attack_class(name)
+    if not dataclasses.is_dataclass(cls):
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.init}
+
+
+def with_params(attack: Attack, **changes: Any) -> Attack:
+    """A copy of ``attack`` with some hyperparameters changed (validated like a new attack).
+
+    Raises:
+        ConfigError: for a parameter the attack does not declare, or a value it refuses.
+    """
+    declared = attack_parameters(attack.name)
+    unknown = sorted(set(changes) - set(declared))
+    if unknown:
+        raise ConfigError(f"attack {attack.name!r} has no parameter(s) {', '.join(unknown)}")
+    return dataclasses.replace(attack, **changes)  # type: ignore[type-var]

@@ -59,9 +59,10 @@ from scfront.attacks.registry import create_attack
 from scfront.attacks.threat import Norm
 from scfront.errors import ConfigError
 from scfront.evaluation.results import Collected
+from scfront.naming import NameRegistry
 from scfront.evaluation.spec import EvalSpec, unit_generators
 from scfront.evaluation.state import StateStore
-from scfront.evaluation.suite import with_params
+from scfront.attacks.registry import with_params
 from scfront.frontend.bpda import BPDA
 from scfront.frontend.encoder import Encoder
 from scfront.sampling import RowGenerators, rows_of
@@ -162,37 +163,28 @@ class ResultsCheck(Check):
         """The raw record (JSON values) from the evaluation's results."""
 
 
-_REGISTRY: dict[str, type[Check]] = {}
+_REGISTRY: NameRegistry[type[Check]] = NameRegistry("check")
 C = TypeVar("C", bound=type[Check])
 
 
 def register_check(cls: C) -> C:
-    """Class decorator: register ``cls`` under ``cls.name`` (unique); report order = registration."""
-    name = cls.__dict__.get("name")
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{cls.__name__} must define a class attribute `name` to be registered")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise TypeError(f"check name {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
-    _REGISTRY[name] = cls
-    return cls
+    """Class decorator: register ``cls`` under its own ``name`` (unique); report order = registration."""
+    return _REGISTRY.register(cls)
 
 
 def available_checks() -> list[str]:
     """The registered check names, in report order."""
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def check_class(name: str) -> type[Check]:
     """The class registered under ``name``; ConfigError naming the choices otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown check {name!r}; available: {', '.join(_REGISTRY)}") from None
+    return _REGISTRY.get(name)
 
 
 def create_checks() -> list[Check]:
     """One instance of every registered check, in report order."""
-    return [cls() for cls in _REGISTRY.values()]
+    return [cls() for cls in _REGISTRY]
 
 
 # --------------------------------------------------------------------------- helpers

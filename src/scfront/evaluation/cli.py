@@ -22,7 +22,8 @@ def attack_help() -> str:
     import enum
 
     from scfront.attacks.registry import attack_class, available_attacks, create_attack
-    from scfront.evaluation.suite import SUITES, attack_parameters
+    from scfront.attacks.registry import attack_parameters
+    from scfront.evaluation.suite import SUITES
 
     lines = ["attacks (override a parameter with NAME:KEY=VALUE, e.g. square:queries=1000;",
              "eps=None means the paper's radius for the norm: Linf 8/255, L2 0.6; bpda=None means",
@@ -62,7 +63,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from scfront.cli_options import add_data_root_argument, add_device_argument
+    from scfront.cli_options import add_data_root_argument, add_device_argument, output_folder
 
     p = subparsers.add_parser(
         "evaluate", help="attack a model with a suite of attacks and write results.json/report.md",
@@ -99,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subset-seed", type=int, default=0,
                    help="seed of the subset randperm(len(test), seed)[:N] (default: 0)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the attacks' randomness (default: 0)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
+    p.add_argument("--out", type=output_folder, required=True, help="output folder (created; reused to resume)")
     group = p.add_argument_group("suite-wide attack parameters (applied to every attack that has "
                                  "the parameter; NAME:KEY=VALUE wins)")
     group.add_argument("--eps", type=str, default=None, help="radius, e.g. 8/255 or 0.5")
@@ -131,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "into one evaluation; the results equal those of a single run.",
     )
     m.add_argument("shards", metavar="SHARD_DIR", type=Path, nargs="+", help="the shards' --out folders")
-    m.add_argument("--out", type=Path, required=True, help="folder of the merged evaluation")
+    m.add_argument("--out", type=output_folder, required=True, help="folder of the merged evaluation")
     m.set_defaults(handler=_merge)
 
     from scfront.evaluation.compare import register_commands
@@ -183,19 +184,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("give the attacks with --attacks LIST (one cascade) or with --column LABEL=LIST "
                           "(one cascade per column), not both and not neither")
     items = _items(args.attacks)
+    if args.attacks and not items:
+        raise ConfigError("--attacks lists no attack; name at least one, e.g. --attacks pgd-linf "
+                          "(see scfront evaluate --help)")
     if args.batch_size < 1 or args.check_images < 1:
         raise ConfigError("--batch-size and --check-images must be >= 1")
+    # the attacks first: a bad attack list or radius is refused before the model and data are read
+    overrides = {"eps": None if args.eps is None else parse_value(args.eps), "steps": args.steps,
+                 "restarts": args.restarts, "top_u": args.top_u, "steepness": args.steepness,
+                 "eot_samples": args.eot_samples}
+    attacks = (build_columns(columns, {label: overrides for label in columns}) if columns
+               else build_suite(items, overrides))
     device = torch.device(args.device or "cpu")
     spec = resolve_spec(args.model)
     model = load(spec, weights=args.weights, device=device)
     test = _load_test_set(args)
     index = eval_subset_indices(len(test), args.n_images, args.subset_seed)
     data = EvalData(index, test.images[index], test.labels[index])
-    overrides = {"eps": None if args.eps is None else parse_value(args.eps), "steps": args.steps,
-                 "restarts": args.restarts, "top_u": args.top_u, "steepness": args.steepness,
-                 "eot_samples": args.eot_samples}
-    attacks = (build_columns(columns, {label: overrides for label in columns}) if columns
-               else build_suite(items, overrides))
     name = spec.display_name
     results = evaluate(model, data, attacks, args.out, starts=StartPool(test.images), model_name=name,
                        dataset=args.dataset,
@@ -230,6 +235,8 @@ def _column_items(specs: list[str]) -> dict[str, list[str]]:
         if label in out:
             raise ConfigError(f"--column {label!r} is given twice")
         out[label] = _items([rest])
+        if not out[label]:
+            raise ConfigError(f"--column {label!r} lists no attack; name at least one, e.g. {label}=pgd-linf")
     return out
 
 

@@ -118,14 +118,22 @@ def merge(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> dict[str, An
     for d, spec in zip(shard_dirs, specs):
         if spec != specs[0]:
             raise ConfigError(f"{d} holds a different evaluation than {shard_dirs[0]}; cannot merge")
-    write_or_check_spec(out_dir, specs[0])
-    target = StateStore(out_dir)
-    for d in shard_dirs:
-        source = StateStore(Path(d))
-        if source.root.resolve() == target.root.resolve():
-            continue
-        for rel in source.unit_files():
-            dst = target.root / rel
-            if not dst.is_file():
-                atomic_write(dst, lambda tmp, src=source.root / rel: shutil.copyfile(src, tmp))
-    return finalize(out_dir)
+    # A merge that fails (missing units, a bad shard file) removes the folder it created, so
+    # nothing is left that changes the next run; an existing --out folder is never deleted.
+    created = not out_dir.exists()
+    try:
+        write_or_check_spec(out_dir, specs[0])
+        target = StateStore(out_dir)
+        for d in shard_dirs:
+            source = StateStore(Path(d))
+            if source.root.resolve() == target.root.resolve():
+                continue
+            for rel in source.unit_files():
+                dst = target.root / rel
+                if not dst.is_file():
+                    atomic_write(dst, lambda tmp, src=source.root / rel: shutil.copyfile(src, tmp))
+        return finalize(out_dir)
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise

@@ -16,7 +16,7 @@ import dataclasses
 from typing import Any, Mapping, Sequence
 
 from scfront.attacks.base import Attack
-from scfront.attacks.registry import attack_class, create_attack
+from scfront.attacks.registry import attack_parameters, create_attack
 from scfront.errors import ConfigError
 from scfront.evaluation.spec import AttackSpec
 from scfront.frontend.bpda import BPDA
@@ -65,19 +65,6 @@ def parse_item(item: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
-def attack_parameters(name: str) -> dict[str, Any]:
-    """{parameter: default} the attack ``name`` declares (its constructor's keyword arguments;
-    ``dataclasses.MISSING`` for one without a default), in declaration order.
-
-    The one place of the evaluation that reads an attack class's dataclass fields: for the
-    suite-wide overrides and the ``--help`` list of attacks.
-    """
-    cls = attack_class(name)
-    if not dataclasses.is_dataclass(cls):
-        return {}
-    return {f.name: f.default for f in dataclasses.fields(cls) if f.init}
-
-
 def _bpda_value(parts: Mapping[str, Any]) -> BPDA:
     """One BPDA value from ``top_u``/``steepness`` options (keys of :data:`BPDA_OPTIONS`; a
     missing field takes the paper's rule). ConfigError for values BPDA does not accept."""
@@ -120,15 +107,6 @@ def build_columns(columns: Mapping[str, Sequence[str]],
         overrides: {label: suite-wide overrides of that column} (see :func:`build_suite`).
     """
     return {label: build_suite(items, (overrides or {}).get(label)) for label, items in columns.items()}
-
-
-def with_params(attack: Attack, **changes: Any) -> Attack:
-    """A copy of ``attack`` with some hyperparameters changed (validated like a new attack)."""
-    declared = attack_parameters(attack.name)
-    unknown = sorted(set(changes) - set(declared))
-    if unknown:
-        raise ConfigError(f"attack {attack.name!r} has no parameter(s) {', '.join(unknown)}")
-    return dataclasses.replace(attack, **changes)  # type: ignore[type-var]
 
 
 def attack_spec(attack: Attack, column: str | None = None) -> AttackSpec:

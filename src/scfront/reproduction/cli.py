@@ -20,7 +20,7 @@ Rerunning the same command resumes (trained runs, evaluation units, sweep points
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from scfront.cli_options import add_device_argument
+    from scfront.cli_options import add_device_argument, output_folder
 
     rep = subparsers.add_parser("reproduce", help="reproduce the paper's Table 1 or its ablations",
                                 description="Reproduce the paper's results at a preset's scale.")
@@ -61,8 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--model", default=None, metavar="NAME_OR_DIR",
                       help="a saved model folder (e.g. written by scfront train) or a shipped model "
                            "name (default: cifar10_cpu)")
-    demo.add_argument("--out", type=Path, default=Path("scfront_demo"),
-                      help="output folder (default: ./scfront_demo)")
+    demo.add_argument("--out", type=output_folder, default=None,
+                      help="output folder (default: one folder per model and sample size under the "
+                           "cache, $SCFRONT_CACHE or ~/.cache/scfront, in demo/)")
     demo.add_argument("--n-images", type=int, default=None, help="images of the sample (default: 100)")
     add_device_argument(demo)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -71,12 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """--preset, --data-root and --out of both reproduce commands."""
-    from scfront.cli_options import add_data_root_argument
+    from scfront.cli_options import add_data_root_argument, output_folder
     from scfront.config import PRESETS
 
     parser.add_argument("--preset", choices=PRESETS, default="cpu", help="scale (default: cpu)")
     add_data_root_argument(parser)
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created; reused to resume)")
+    parser.add_argument("--out", type=output_folder, required=True, help="output folder (created; reused to resume)")
 
 
 def _add_tail_options(parser: argparse.ArgumentParser, set_applies_to: str) -> None:
@@ -127,9 +128,11 @@ def _ablations(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from scfront.reproduction.demo import DEMO_IMAGES, DemoSettings, format_results, run_demo
+    from scfront.reproduction.demo import DEMO_IMAGES, DemoSettings, default_demo_dir, format_results, run_demo
 
-    settings = DemoSettings(model=args.model, out_dir=args.out, n_images=args.n_images or DEMO_IMAGES,
+    n_images = args.n_images or DEMO_IMAGES
+    out = args.out if args.out is not None else default_demo_dir(args.model, n_images)
+    settings = DemoSettings(model=args.model, out_dir=out, n_images=n_images,
                             device=args.device or "cpu", progress=_progress(args))
     start = time.perf_counter()
     results, report = run_demo(settings)

@@ -9,6 +9,7 @@ through :func:`scfront.evaluation.evaluate`, and returns the results and the rep
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,31 @@ DEMO_IMAGES = 100
 @dataclass(frozen=True)
 class DemoSettings:
     model: str | None = None
-    out_dir: Path = Path("scfront_demo")
+    out_dir: Path | None = None  # None: default_demo_dir(model, n_images), under the cache
     n_images: int = DEMO_IMAGES
     device: str = "cpu"
     progress: bool = True
+
+
+def default_demo_dir(model: str | None, n_images: int) -> Path:
+    """Where ``scfront demo`` writes without ``--out``: ``<cache>/demo/<model>-n<N>``.
+
+    One folder per model and sample size, so that any two demo commands can run one after the
+    other (each resumes only its own evaluation). ``<model>`` is the shipped name, or for a path
+    its folder name and a short hash of its absolute path (two folders of the same name differ).
+    """
+    from scfront.data.cache import cache_dir
+
+    if model is None:
+        key = "cifar10_cpu"
+    elif Path(model).exists():
+        folder = Path(model).resolve()
+        folder = folder.parent if folder.is_file() else folder  # a model file and its folder: one model
+        key = f"{folder.name}-{hashlib.sha256(str(folder).encode('utf-8')).hexdigest()[:8]}"
+    else:
+        key = model
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+    return cache_dir() / "demo" / f"{safe}-n{n_images}"
 
 
 def resolve_model(name_or_dir: str | None, device: str = "cpu") -> tuple[nn.Module, str]:
@@ -69,12 +91,13 @@ def run_demo(settings: DemoSettings) -> tuple[dict[str, Any], Path]:
     n = settings.n_images
     data = EvalData(sample.indices[:n], sample.images[:n], sample.labels[:n])
     attacks = build_suite(DEMO_ATTACKS)
-    results = evaluate(model, data, attacks, settings.out_dir, model_name=name, subset_seed=sample.subset_seed,
+    out_dir = settings.out_dir if settings.out_dir is not None else default_demo_dir(settings.model, n)
+    results = evaluate(model, data, attacks, out_dir, model_name=name, subset_seed=sample.subset_seed,
                        batch_size=n, cascade=True, checks=False, device=settings.device,
                        progress=settings.progress)
     if results is None:  # pragma: no cover - no shards here
         raise ConfigError("the demo evaluation did not complete")
-    return results, settings.out_dir / "report.md"
+    return results, out_dir / "report.md"
 
 
 def format_results(results: dict[str, Any]) -> str:
