@@ -31,17 +31,36 @@ machine; with the cache of an earlier run of the same architecture it takes seco
 
 "forward" runs under ``torch.inference_mode`` (as attacks' predictions do); "forward + input
 gradient" is ``autograd.grad(logits.logsumexp(1).sum(), x)``. Timing: every variant is called
-once (warm-up; for the compiled variants after the timed first calls), then the variants run alternately,
-``--repeats`` rounds, and each reports its best round (the least disturbed by other processes
-on a shared machine; the median is in the JSON). Agreement with ``plain`` on the whole batch:
-logits max |diff| / max |logit|, input gradient per-image relative L2 error (median, max).
+once (warm-up; for the compiled variants after the timed first calls), then the variants run
+alternately, ``--repeats`` rounds; ``x`` compares best rounds (the least disturbed by other
+processes on a shared machine; medians are in the JSON), ``xp`` is the median over rounds of
+the speedup within each round, which a load that changes from round to round does not bias.
+Agreement with ``plain`` on the whole batch: logits max |diff| / max |logit|, input gradient
+per-image relative L2 error (median, max).
 
     python -m benchmarks.bench_fast_model [--batch 250] [--repeats 5] [--models natural,pgd_at,defense]
                                           [--variants plain,fold,...] [--threads N] [--json FILE]
 
-Measured on the 2-core development CPU, torch 2.13, 2 threads, batch 250, best of 5, while
-other jobs loaded the machine (load average 6-8 on 2 cores: absolute numbers are low and noisy,
-ratios less so): see results/fast_model/README.md once committed, or rerun.
+Measured on the 2-core development CPU (torch 2.13, ``--threads 1 --repeats 7``, batch 250,
+other jobs running: load average 3-4.5), ``xp`` speedups over plain:
+
+    variant        natural fwd / grad   pgd_at fwd / grad   defense fwd / grad
+    fold-nchw         1.08 / 1.12          1.08 / 1.12         1.01 / 1.09
+    fold              1.07 / 1.14          1.11 / 1.15         1.03 / 1.09
+    jit               1.07 / 1.15          1.11 / 1.14         1.03 / 1.08
+    jit.freeze        1.07 / 1.18          1.13 / 1.16         1.04 / 1.10
+    compile           1.29 / 1.17          1.21 / 1.18         1.07 / 1.08
+    compile-all       1.35 / 0.70          1.30 / 0.72         1.10 / 0.75
+
+(plain: 482 / 229, 489 / 226 and 253 / 137 images/s). Cold compile times (natural ResNet-32):
+``compile`` 72 s at the probe's batch of 8 plus 43 s at 250; ``compile-all`` 52 s for the
+gradient graph; later models of the same architecture in the same process reuse the compiled
+kernels. Agreement: logits within 4e-7 relative, input gradients within 4e-7 (median per image)
+for every variant; single images up to 1e-2 (a leaky ReLU input within rounding of 0 takes the
+other slope). Two runs at 2 threads (best-of-5 only), with other jobs loading both cores, gave
+far lower rates (OpenMP threads waiting for each other on an oversubscribed machine) and fold
+1.03-1.16x for inference, 1.13-1.26x for gradients in 5 of their 6 model runs (one, disturbed
+part-way, 1.36x / 0.51x).
 """
 
 from __future__ import annotations
@@ -49,6 +68,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 import warnings
@@ -59,7 +79,7 @@ import torch
 from torch import nn
 
 import scfront
-from benchmarks.common import REPO, cifar_batch, compare, shared_root
+from benchmarks.common import REPO, Timing, cifar_batch, compare, shared_root
 from scfront.models.fast import fold_batchnorm, prepare_for_attack, relative_errors
 
 MODELS = ("natural", "pgd_at", "defense")
@@ -142,6 +162,12 @@ def input_gradient(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
     return logits.detach(), grad
 
 
+def paired_speedup(plain: Timing, variant: Timing) -> float:
+    """The median over rounds of plain's time / the variant's time in the same round: robust to
+    machine load that changes between rounds (each round runs every variant once)."""
+    return statistics.median(p / v for p, v in zip(plain.runs, variant.runs))
+
+
 def _seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -219,6 +245,8 @@ def run_model(model_name: str, variant_names: list[str], x: torch.Tensor, repeat
             "gradient_images_per_s": batch / grad[name].best,
             "forward_speedup": fwd["plain"].best / fwd[name].best,
             "gradient_speedup": grad["plain"].best / grad[name].best,
+            "forward_speedup_paired": paired_speedup(fwd["plain"], fwd[name]),
+            "gradient_speedup_paired": paired_speedup(grad["plain"], grad[name]),
             "forward_median_s": fwd[name].median, "gradient_median_s": grad[name].median,
             "forward_cpu_s": fwd[name].cpu, "gradient_cpu_s": grad[name].cpu,
             "logits_rel": max(float((logits - ref_logits).abs().max()),
@@ -237,8 +265,8 @@ def run_model(model_name: str, variant_names: list[str], x: torch.Tensor, repeat
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'model':<8} {'variant':<11} {'fwd img/s':>9} {'x':>5} {'grad img/s':>10} {'x':>5} "
-              f"{'logits rel':>10} {'grad med':>8} {'grad max':>8}  notes")
+    header = (f"{'model':<8} {'variant':<11} {'fwd img/s':>9} {'x':>5} {'xp':>5} {'grad img/s':>10} {'x':>5} "
+              f"{'xp':>5} {'logits rel':>10} {'grad med':>8} {'grad max':>8}  notes")
     lines = [header, "-" * len(header)]
     for r in rows:
         if "error" in r:
@@ -256,7 +284,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         if r.get("whole_model", "ok") != "ok":
             notes.append("classifier only")
         lines.append(f"{r['model']:<8} {r['variant']:<11} {r['forward_images_per_s']:9.1f} "
-                     f"{r['forward_speedup']:5.2f} {r['gradient_images_per_s']:10.1f} {r['gradient_speedup']:5.2f} "
+                     f"{r['forward_speedup']:5.2f} {r['forward_speedup_paired']:5.2f} "
+                     f"{r['gradient_images_per_s']:10.1f} "
+                     f"{r['gradient_speedup']:5.2f} {r['gradient_speedup_paired']:5.2f} "
                      f"{r['logits_rel']:10.1e} {r['gradient_rel_median']:8.1e} {r['gradient_rel_max']:8.1e}  "
                      + "; ".join(notes))
     return "\n".join(lines)
@@ -285,7 +315,8 @@ def main() -> None:
     load_after = os.getloadavg()
     print(f"batch {args.batch}, {torch.get_num_threads()} threads, best of {args.repeats} alternating rounds; "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
-          f"({os.cpu_count()} CPUs); x = speedup over plain")
+          f"({os.cpu_count()} CPUs); x = speedup over plain (best round vs best round), xp = median over "
+          f"rounds of the speedup within a round")
     print(table(rows))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -29,19 +29,31 @@ training mode (the copy is for attacks only). The original model is never modifi
 layers of the copy keep drawing from the original's generators (the ``generator`` attributes,
 scfront's convention, are shared, not copied), so the copy's random stream is the model's.
 
-Modes (``python -m benchmarks.bench_fast_model`` measured them; numbers in its docstring):
+Modes, measured with ``python -m benchmarks.bench_fast_model`` (2-core CPU, torch 2.13, one
+thread, 250 CIFAR-10 images; speedups over the plain copy, median of 7 alternating rounds, for
+the natural ResNet-32 / the original PGD-AT ResNet-32 / the shipped defense; the machine was
+shared with other jobs, so differences of a few percent are noise):
 
-- ``"fold"`` (what ``"auto"`` selects): the folding above; faster for inference and for
-  forward + input gradient alike.
+- ``"fold"`` (what ``"auto"`` selects): the folding above, with the weights of convolutions
+  that read channels-last input (scfront's classifiers on the CPU) stored channels-last.
+  Inference 1.07 / 1.11 / 1.03x, forward + input gradient 1.14 / 1.15 / 1.09x; preparing
+  takes 0.2-0.4 s. The only option that helps both.
 - ``"jit"``: folding, plus a frozen TorchScript trace (``torch.jit.freeze``) of each traced
-  part that receives plain tensors (for a defended model: its classifier), used for the calls
-  that need no input gradient (predictions, black-box queries); calls whose input requires a
-  gradient run the folded eager module. Opt-in: no faster than ``"fold"`` here, and
-  TorchScript is deprecated in torch 2.13.
+  part that receives plain tensors (for a defended model: its classifier; the whole defended
+  model does not trace), used for the calls that need no input gradient (predictions,
+  black-box queries); calls whose input requires a gradient run the folded eager module.
+  Opt-in: no faster than ``"fold"`` (1.07 / 1.11 / 1.03x inference), and TorchScript is
+  deprecated in torch 2.13. A trace used for gradients too was no faster either.
 - ``"compile"``: the same with ``torch.compile`` (inductor) instead of TorchScript. Opt-in:
-  faster inference than ``"fold"`` for the bare ResNet-32, but its first call compiles for
-  about a minute on a 2-core CPU (again for each new batch size), and it needs a C++ compiler.
+  inference 1.29 / 1.21 / 1.07x, but compiling took 72 s at the probe's batch size plus 43 s
+  at the attack's (a cold inductor cache; again for each new batch size), and it needs a C++
+  compiler. Compiled gradients are not used: forward + input gradient through
+  ``torch.compile`` ran 0.70 / 0.72 / 0.75x the plain model's speed, after 52 s of compiling.
 - ``"plain"``: the copy, frozen and in eval mode, nothing else.
+
+On CUDA, where cuDNN computes float32 convolutions in TF32 by default (10-bit mantissa), the
+folded and the plain model round differently at that precision, so the check may refuse the
+fold there and fall back to the plain copy (not measured: no GPU was available).
 """
 
 from __future__ import annotations
@@ -190,7 +202,7 @@ class _FastInference(nn.Module):
     def __init__(self, eager: nn.Module, fast: Callable[..., Any]) -> None:
         super().__init__()
         self.eager = eager
-        self.fast = fast
+        self.fast: Callable[..., Any] = fast
 
     def forward(self, *args: torch.Tensor) -> Any:
         if any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
@@ -277,7 +289,8 @@ def _strictly_channels_last(x: object) -> bool:
             and x.is_contiguous(memory_format=torch.channels_last))
 
 
-def _probe(model: nn.Module, pairs: list[tuple[str, str]], probe: torch.Tensor) -> tuple[list[tuple[str, str]], list[str]]:
+def _probe(model: nn.Module, pairs: list[tuple[str, str]],
+           probe: torch.Tensor) -> tuple[list[tuple[str, str]], list[str]]:
     """One forward of ``model`` on ``probe`` with hooks: which candidate pairs it confirms (each
     module called once, the BatchNorm reading the convolution's output tensor itself), and which
     ``Conv2d`` modules only ever received channels-last input."""
@@ -434,17 +447,39 @@ def _accelerate(model: nn.Module, parts: list[str], probe: torch.Tensor, backend
         args = inputs.get(name)
         if not args or not all(isinstance(a, torch.Tensor) for a in args):
             continue
-        part = model.get_submodule(name) if name else model
+        part = model.get_submodule(name)
+        # the hooks move first: a TorchScript trace would record their tensor operations (and run
+        # them twice with the wrapper's); torch.compile would graph-break on their Python checks
+        wrapped = _FastInference(part, part)
+        _move_forward_hooks(part, wrapped)
         if backend == "jit":
             with torch.no_grad(), _same_randomness(part), warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the opaque helpers' branches
-                fast: Callable[..., Any] = torch.jit.freeze(torch.jit.trace(part, args, check_trace=False))
+                wrapped.fast = torch.jit.freeze(torch.jit.trace(part, args, check_trace=False))
         else:
-            fast = torch.compile(part, backend="inductor")
-        wrapped = _FastInference(part, fast)
+            wrapped.fast = torch.compile(part, backend="inductor")
         model = _set_submodule(model, name, wrapped)
         done.append(name)
     return model, done
+
+
+_FORWARD_HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+                  "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+def _move_forward_hooks(source: nn.Module, target: nn.Module) -> None:
+    """Move ``source``'s own forward (pre-)hooks to ``target``, which wraps it.
+
+    A TorchScript trace does not run module hooks (it records their tensor operations at most),
+    so a hook left on the part (the input check of :mod:`scfront.models.inputs`, with its dtype
+    conversion) would not check inference calls; on the wrapper it runs once for every call,
+    before either path.
+    """
+    for attr in _FORWARD_HOOKS:
+        hooks = getattr(source, attr, None)
+        if hooks:
+            getattr(target, attr).update(hooks)
+            hooks.clear()
 
 
 # ---------------------------------------------------------------------------------- randomness
@@ -482,7 +517,10 @@ def _projection(logits: torch.Tensor) -> torch.Tensor:
     return draw.to(device=logits.device, dtype=logits.dtype)
 
 
-def _logits_and_gradient(model: nn.Module, probe: torch.Tensor, gradient: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _logits_and_gradient(model: nn.Module, probe: torch.Tensor,
+                         gradient: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (N, K) without gradient, and the input gradient (N, C, H, W) of ``Σ logits·v``
+    (``None`` if not asked for or if the output does not depend on the input differentiably)."""
     with _same_randomness(model):
         with torch.no_grad():
             logits = model(probe).detach()
@@ -534,6 +572,11 @@ def relative_errors(grad: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     errors = torch.where(norm > 0, diff / norm.clamp_min(torch.finfo(torch.float64).tiny),
                          torch.where(diff == 0, 0.0, math.inf))
     return torch.nan_to_num(errors, nan=math.inf)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _bn_names(model: nn.Module) -> list[str]:
@@ -590,27 +633,28 @@ def prepare_for_attack(model: nn.Module, probe: torch.Tensor, *, mode: Mode = "a
     for attempt in chain:
         try:
             fast, prep = _build(model, probe, attempt)
+            agreement = None
+            if check and attempt != "plain":
+                with eval_mode(model):
+                    agreement = compare_models(fast, model, probe)  # torch.compile compiles here
         except Exception as exc:  # noqa: BLE001 - a backend that cannot handle the model
             if on_mismatch == "raise" or attempt == "plain":
                 raise
-            reasons.append(f"{attempt}: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            reasons.append(f"{attempt}: {type(exc).__name__}: {_first_line(exc)}")
             continue
-        agreement = None
-        if check and attempt != "plain":
-            with eval_mode(model):
-                agreement = compare_models(fast, model, probe)
-            if not agreement.ok:
-                message = (f"{attempt}: logits differ by {agreement.logits:.2e} relative (limit "
-                           f"{agreement.logit_tolerance:g}), input gradients by {agreement.gradient:.2e} "
-                           f"(limit {agreement.gradient_tolerance:g})")
-                if on_mismatch == "raise":
-                    raise RuntimeError(f"prepare_for_attack: the fast model does not match the plain one: {message}")
-                reasons.append(message)
-                continue
+        if agreement is not None and not agreement.ok:
+            message = (f"{attempt}: logits differ by {agreement.logits:.2e} relative (limit "
+                       f"{agreement.logit_tolerance:g}), input gradients by {agreement.gradient:.2e} "
+                       f"(limit {agreement.gradient_tolerance:g})")
+            if on_mismatch == "raise":
+                raise RuntimeError(f"prepare_for_attack: the fast model does not match the plain one: {message}")
+            reasons.append(message)
+            continue
         prep = replace(prep, requested=requested, agreement=agreement,
                        fallback="; ".join(reasons) if reasons else None)
         if reasons:
-            log.warning("prepare_for_attack(%s): falling back to %r (%s)", type(model).__name__, attempt, prep.fallback)
+            log.warning("prepare_for_attack(%s): falling back to %r (%s)", type(model).__name__, attempt,
+                        prep.fallback)
         fast.attack_preparation = prep
         return fast
     raise AssertionError("unreachable: the plain mode always returns")  # pragma: no cover
