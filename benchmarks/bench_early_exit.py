@@ -10,8 +10,9 @@ the model computed with a graph (gradient passes) and without (inference), and t
 The script only uses the public API that every version of scfront has, so the same file measures
 the code before and after a change:
 
-    PYTHONPATH=/tmp/base/src python benchmarks/bench_early_exit.py --out before.json   # before
-    PYTHONPATH=src python benchmarks/bench_early_exit.py --out after.json              # after
+    git worktree add ../scfront_before REV        # the code before the change
+    PYTHONPATH=../scfront_before/src python benchmarks/bench_early_exit.py --out before.json
+    PYTHONPATH=src python benchmarks/bench_early_exit.py --out after.json
 
 Both use one ``torch.Generator`` for the batch (``--per-example`` uses per-image streams where
 the code has them, ``scfront.sampling.RowGenerators``). Wall times on a shared machine are noisy:
