@@ -289,6 +289,17 @@ def _strictly_channels_last(x: object) -> bool:
             and x.is_contiguous(memory_format=torch.channels_last))
 
 
+def _run_probe(model: nn.Module, probe: torch.Tensor, handles: list[Any]) -> None:
+    """One gradient-free forward of ``probe`` that leaves the model's random generators as they
+    were, then remove the hooks ``handles`` that watched it (also when the forward fails)."""
+    try:
+        with _same_randomness(model), torch.no_grad():
+            model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _probe(model: nn.Module, pairs: list[tuple[str, str]],
            probe: torch.Tensor) -> tuple[list[tuple[str, str]], list[str]]:
     """One forward of ``model`` on ``probe`` with hooks: which candidate pairs it confirms (each
@@ -308,12 +319,7 @@ def _probe(model: nn.Module, pairs: list[tuple[str, str]],
             lambda _m, _i, out, name=conv_name: calls[name].append(out)))
         handles.append(modules[bn_name].register_forward_pre_hook(
             lambda _m, inputs, name=bn_name: calls[name].append(inputs[0] if inputs else None)))
-    try:
-        with _same_randomness(model), torch.no_grad():
-            model(probe)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _run_probe(model, probe, handles)
     confirmed = [(c, b) for c, b in pairs
                  if len(calls[c]) == 1 and len(calls[b]) == 1 and calls[b][0] is calls[c][0]]
     channels_last = [name for name, seen in layouts.items() if seen and all(seen)]
@@ -425,12 +431,7 @@ def _part_inputs(model: nn.Module, names: list[str], probe: torch.Tensor) -> dic
                 bad.add(name)
             seen.setdefault(name, args)
         handles.append(model.get_submodule(name).register_forward_pre_hook(hook, with_kwargs=True))
-    try:
-        with _same_randomness(model), torch.no_grad():
-            model(probe)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _run_probe(model, probe, handles)
     return {name: args for name, args in seen.items() if name not in bad}
 
 
