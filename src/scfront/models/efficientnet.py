@@ -3,8 +3,12 @@
 Written from the paper's Table 1: a 3x3 stride-2 stem of 32 channels, seven stages of
 mobile inverted bottlenecks (MBConv) with squeeze-and-excitation (ratio 0.25 of the block's
 input channels) and SiLU ("swish") activations, a 1x1 head of 1280 channels, global average
-pooling, dropout 0.2 and a linear layer. BatchNorm uses the TensorFlow reference's momentum
-0.01 and eps 1e-3. "Same" padding is approximated by symmetric ``k // 2`` padding and stochastic
+pooling, dropout 0.2 and a linear layer. BatchNorm uses the TensorFlow reference's eps 1e-3
+but PyTorch's default running-average momentum 0.1, not the reference's 0.01: with 4,000
+Imagenette images (31 steps per epoch) the slow average lagged the weights so far that the
+eval-mode network predicted one class (9.7 % monitor accuracy at 66 % train accuracy after 10
+epochs; the same weights with re-estimated statistics scored 66.5 %). The momentum only
+affects the running statistics, never the training-mode forward pass. "Same" padding is approximated by symmetric ``k // 2`` padding and stochastic
 depth is left out (it is a regulariser of long ImageNet runs, not part of the architecture).
 
 ``stem_stride=1`` keeps 32x32 inputs at a useful resolution (the network downsamples 32x
@@ -32,7 +36,7 @@ B0_STAGES = (
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 )
-BN_MOMENTUM = 0.01
+BN_MOMENTUM = 0.1
 BN_EPS = 1e-3
 
 
