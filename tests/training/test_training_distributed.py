@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from scfront.config import load_preset
 from scfront.models.registration import REGISTRY
-from scfront.training.distributed import DistContext, shard
+from scfront.distributed import DistContext, shard
 from scfront.training.loop import train
 
 from tiny_run import TINY  # type: ignore[import-not-found]

@@ -74,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "per-example worst case, timings, gradient-masking checks. Writes OUT/results.json, "
             "OUT/report.md and OUT/adversarials.safetensors; OUT/state/ makes the run resumable "
             "(rerun the same command after an interruption) and shardable (--shard i/n, then "
-            "evaluate-merge, or the same --out for every shard)."),
+            "evaluate-merge, or the same --out for every shard; or `torchrun --nproc_per_node=K "
+            "--no-python scfront evaluate ...`: rank r computes shard r/K, rank 0 collects the "
+            "units and writes the results)."),
     )
     p.add_argument("model", metavar="MODEL",
                    help="anything scfront.load takes: a model saved by scfront (folder or "
@@ -167,12 +169,12 @@ def _print_results(results: dict[str, Any], out: Path) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from scfront.attacks.blackbox.starts import StartPool
     from scfront.data import eval_subset_indices
     from scfront.errors import ConfigError
-    from scfront.evaluation.protocol import evaluate
+    from scfront.distributed import launched, setup, teardown
+    from scfront.evaluation.protocol import evaluate, finalize
+    from scfront.evaluation.ranks import TIMEOUT, send_units_to_rank0
     from scfront.evaluation.runner import EvalData
     from scfront.evaluation.spec import Shard
     from scfront.evaluation.suite import build_columns, build_suite, parse_value
@@ -195,7 +197,13 @@ def _evaluate(args: argparse.Namespace) -> int:
                  "eot_samples": args.eot_samples}
     attacks = (build_columns(columns, {label: overrides for label in columns}) if columns
                else build_suite(items, overrides))
-    device = torch.device(args.device or "cpu")
+    # under torchrun (WORLD_SIZE > 1) each rank computes shard RANK/WORLD_SIZE, rank 0 writes the results
+    if launched() and shard != Shard():
+        raise ConfigError("under torchrun the ranks are the shards; leave out --shard")
+    ctx = setup(args.device or "cpu", timeout=TIMEOUT, where="--device")
+    if ctx.distributed:
+        shard = Shard(ctx.rank, ctx.world_size)
+    device = ctx.device
     spec = resolve_spec(args.model)
     model = load(spec, weights=args.weights, device=device)
     test = _load_test_set(args)
@@ -206,7 +214,17 @@ def _evaluate(args: argparse.Namespace) -> int:
                        dataset=args.dataset,
                        subset_seed=args.subset_seed, seed=args.seed, batch_size=args.batch_size,
                        cascade=not args.no_cascade, checks=args.checks, check_images=args.check_images,
-                       shard=shard, device=device, progress=not args.no_progress and sys.stderr.isatty())
+                       shard=shard, device=device,
+                       progress=not args.no_progress and sys.stderr.isatty() and ctx.is_main)
+    if ctx.distributed:
+        try:
+            send_units_to_rank0(args.out, ctx)
+            results = finalize(args.out) if ctx.is_main else None
+        finally:
+            teardown(ctx)
+        if not ctx.is_main:
+            print(f"rank {ctx.rank}: shard {shard.index}/{shard.count} done; rank 0 writes the results")
+            return 0
     if results is None:
         print(f"shard {shard.index}/{shard.count} done; other shards still have work. When all are done, "
               f"run `scfront evaluate-merge` on their folders (or rerun any shard with the same --out).")

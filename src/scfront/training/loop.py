@@ -49,7 +49,7 @@ from scfront.errors import CheckpointError, ConfigError, ScfrontError, TrainingE
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.models.build import build_model
 from scfront.models.saving import CARD_FILE, CONFIG_FILE, MODEL_FILE, find_encoder, save_model
-from scfront.training import distributed as D
+from scfront import distributed as D
 from scfront.training.adversarial import initial_perturbation, training_loss
 from scfront.training.checkpoint import (RECORD_FILE, TENSOR_DIR, TrainingState, load_checkpoint,
                                          restore_generators, save_checkpoint)

@@ -1,10 +1,15 @@
-"""Multi-process data-parallel training with ``torchrun`` (DistributedDataParallel).
+"""Processes launched by ``torchrun``: joining the process group and the few collectives used.
 
-Launch::
+Training (:mod:`scfront.training.loop`, DistributedDataParallel)::
 
     torchrun --nproc_per_node=2 --no-python scfront train --preset cpu ...
 
-Every process iterates over the same global batches (same data generator, same augmentation,
+Evaluation (:mod:`scfront.evaluation.ranks`: each rank computes one shard, rank 0 writes the
+results)::
+
+    torchrun --nproc_per_node=2 --no-python scfront evaluate MODEL ...
+
+In training, every process iterates over the same global batches (same data generator, same augmentation,
 same attack starts) and keeps its contiguous shard of each batch; DDP averages the gradients, and
 the loss of a shard is weighted by its share of the batch so that the average equals the
 gradient of the whole batch. BatchNorm statistics are per process (as usual with DDP), so
@@ -15,6 +20,7 @@ Backend: ``nccl`` for CUDA devices, ``gloo`` otherwise.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -43,23 +49,33 @@ class DistContext:
         return self.world_size > 1
 
 
-def setup(device: str) -> DistContext:
+def launched() -> bool:
+    """Whether this process is one of several that ``torchrun`` started (``WORLD_SIZE`` > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device: str, timeout: datetime.timedelta | None = None, where: str = "train.device") -> DistContext:
     """Join the process group ``torchrun`` describes in the environment (if any).
 
     Args:
         device: "cpu", "cuda" or "cuda:N"; under torchrun, CUDA processes use ``cuda:LOCAL_RANK``.
+        timeout: how long a collective waits for the other ranks (None: torch's default, 30
+            minutes for gloo); an evaluation's ranks may finish hours apart.
+        where: the setting ``device`` came from, for the error message of a device this
+            machine lacks.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    target = available_device(device, "train.device")
+    target = available_device(device, where)
     if world <= 1:
         return DistContext(device=target)
     if target.type == "cuda":
         target = torch.device("cuda", local)
         torch.cuda.set_device(target)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        dist.init_process_group("nccl" if target.type == "cuda" else "gloo", **kwargs)
     return DistContext(rank, world, local, target)
 
 
