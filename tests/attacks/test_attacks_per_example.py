@@ -44,6 +44,7 @@ SETTINGS: dict[str, dict[str, object]] = {
     "pgd-l1-sparse": dict(eps=6.0, steps=10, quantile=0.95, restarts=2),
     "apgd-ce": dict(eps=0.08, steps=10, restarts=2), "apgd-dlr": dict(eps=0.08, steps=10),
     "apgd-t": dict(eps=0.08, steps=5, n_target_classes=3), "fab": dict(eps=0.08, steps=10, restarts=2),
+    "fab-t": dict(eps=0.08, steps=10, n_target_classes=3),
     "square": dict(eps=0.2, queries=60),
     "transfer": dict(eps=0.1, source=STORED),
     "boundary": dict(eps=2.0, steps=60),
@@ -263,7 +264,7 @@ def test_fab_with_early_exit_breaks_the_same_points(toy_model: nn.Module, images
     assert int(success.sum()) >= N // 4 and grad_rows < N * attack.steps
 
 
-@pytest.mark.parametrize("name", ["pgd-linf", "apgd-ce", "apgd-t", "fab", "square"])
+@pytest.mark.parametrize("name", ["pgd-linf", "apgd-ce", "apgd-t", "fab", "fab-t", "square"])
 def test_broken_points_leave_the_working_batch(name: str, toy_model: nn.Module, images) -> None:
     """Within a run the batches only shrink, and fewer rows than N × steps are computed."""
     x, y, ids = images

@@ -41,6 +41,7 @@ CHEAP: dict[str, dict[str, object]] = {
     "pgd-l1-sparse": dict(eps=6.0, steps=10, quantile=0.95),  # 192 pixels: the top 5 % per step
     "apgd-ce": dict(eps=0.1, steps=10), "apgd-dlr": dict(eps=0.1, steps=10),
     "apgd-t": dict(eps=0.1, steps=5, n_target_classes=2), "fab": dict(eps=0.1, steps=10),
+    "fab-t": dict(eps=0.1, steps=10, n_target_classes=2),
     "square": dict(eps=0.2, queries=100),
     "transfer": dict(eps=0.1, source=STORED),
     "boundary": dict(eps=3.0, steps=100),

@@ -3,6 +3,8 @@ behaviour (beats random noise, minimum-norm walks get closer, start pools, trans
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -84,6 +86,30 @@ def test_params_hold_hyperparameters_only_and_resolve_eps():
     assert not {"pool", "unconstrained"} & set(params) and params["eps"] == pytest.approx(0.6)
     assert create_attack("square").params()["eps"] == pytest.approx(8 / 255)
     assert create_attack("hopskipjump", norm="Linf").threat == ThreatModel("Linf", 8 / 255)
+
+
+def test_square_p_schedule_rescaled_or_autoattacks() -> None:
+    """Rescaled (default) the nine halvings spread over the budget; AutoAttack's unscaled
+    schedule halves at iterations 10, 50, ..., 4000 and never reaches 6000 or 8000 of 5,000."""
+    from scfront.attacks.blackbox.square import p_at
+
+    halvings = {it: round(math.log2(0.8 / p_at(0.8, it, 5000, rescale=False))) for it in range(5000)}
+    changes = [it for it in range(1, 5000) if halvings[it] != halvings[it - 1]]
+    assert changes == [11, 51, 201, 501, 1001, 2001, 4001] and halvings[4999] == 7
+    rescaled = [it for it in range(1, 5000) if p_at(0.8, it, 5000) != p_at(0.8, it - 1, 5000)]
+    assert len(rescaled) == 9 and rescaled[0] == 6 and p_at(0.8, 4999, 5000) == pytest.approx(0.8 / 512)
+    assert p_at(0.8, 4999, 10000, rescale=False) == p_at(0.8, 4999, 10000)  # the same at 10,000 queries
+
+
+def test_square_without_rescaled_schedule_is_another_search(toy_model, toy_data) -> None:
+    x, y = _correct(toy_model, toy_data[0][:16], toy_data[1][:16])
+    runs = {flag: create_attack("square", eps=0.1, queries=80, p_init=0.8, rescale_schedule=flag)(
+        toy_model, x, y, generator=torch.Generator().manual_seed(0)) for flag in (True, False)}
+    assert not torch.equal(runs[True].x_adv, runs[False].x_adv)
+    for result in runs.values():
+        assert bool(ThreatModel("Linf", 0.1).contains(result.x_adv, x).all())
+    with pytest.raises(ConfigError, match="rescale_schedule"):
+        create_attack("square", rescale_schedule="no")
 
 
 def test_bad_parameters_are_config_errors():

@@ -30,7 +30,7 @@ def test_named_suites_expand_in_place_and_build():
     items = expand_suites(["pgd-linf", "@long", "fgsm"])
     assert items == ["pgd-linf", *SUITES["long"][0], "fgsm"]
     attacks = build_suite(expand_suites(["@autoattack"]), {"steps": 7})
-    assert [a.name for a in attacks] == ["apgd-ce", "apgd-t", "fab", "square"]
+    assert [a.name for a in attacks] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert attacks[0].steps == 7  # suite-wide overrides reach the suite's attacks
     long_attacks = build_suite(expand_suites(["@long"]), {"steps": 7})
     assert long_attacks[0].steps == 1000 and long_attacks[2].queries == 5000  # the suite's own values win
@@ -48,7 +48,8 @@ def test_bad_input_is_one_line_error(tmp_path, capsys, data_root):
     code = main(["evaluate", str(tmp_path / "missing.pt"), "--data-root", str(data_root),
                  "--attacks", "fgsm,@nope", "--out", str(tmp_path / "o")])
     assert code == 2
-    assert "unknown attack suite '@nope'; named suites: @autoattack, @long" in capsys.readouterr().err
+    assert ("unknown attack suite '@nope'; named suites: @autoattack, @autoattack-plus, @autoattack-rand, "
+            "@long") in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -98,9 +99,10 @@ def test_bpda_options_build_one_bpda_value_and_eps_scales_the_step():
 def test_columns_on_the_command_line(tmp_path, capsys, data_root):
     from scfront.errors import ConfigError
     from scfront.evaluation.cli import _column_items
+    from scfront.evaluation.suite import SUITES
 
     assert _column_items(["pgd=pgd-linf:steps=3", "bb=square,@autoattack"]) == {
-        "pgd": ["pgd-linf:steps=3"], "bb": ["square", "apgd-ce", "apgd-t", "fab", "square"]}
+        "pgd": ["pgd-linf:steps=3"], "bb": ["square", *SUITES["autoattack"][0]]}
     for bad in ("pgd-linf:steps=3", "=fgsm", "a="):
         with pytest.raises(ConfigError, match="LABEL=LIST"):
             _column_items([bad])

@@ -26,10 +26,28 @@ from scfront.values import parse_value  # noqa: F401  (one parser for all comman
 BPDA_OPTIONS = ("top_u", "steepness")
 
 
-# Named suites for ``--attacks @NAME`` (Linf 8/255 unless --eps says otherwise).
+# AutoAttack's Square (autoattack.py of fra31/auto-attack builds it with p_init 0.8, 5,000 queries,
+# one restart and resc_schedule=False); the same item in the standard and plus suites.
+_AA_SQUARE = "square:queries=5000:p_init=0.8:rescale_schedule=false"
+
+# Named suites for ``--attacks @NAME`` (Linf 8/255 unless --eps says otherwise). The AutoAttack
+# suites are the three versions of AutoAttack's ``set_version`` (Croce & Hein 2020); parameters
+# not written in an item are the attack's defaults, which are AutoAttack's (steps 100, restarts 1,
+# n_target_classes 9), and suite-wide options such as --steps still reach them.
 SUITES: dict[str, tuple[tuple[str, ...], str]] = {
-    "autoattack": (("apgd-ce", "apgd-t", "fab", "square"),
-                   "AutoAttack's standard order: APGD-CE, targeted APGD-DLR, FAB, Square (5,000 queries)"),
+    "autoattack": (("apgd-ce", "apgd-t", "fab-t", _AA_SQUARE),
+                   "AutoAttack 'standard' as a cascade, one restart each: APGD-CE (100 iterations); "
+                   "APGD-T (100 iterations, 9 target classes); FAB-T (100 iterations, 9 target "
+                   "classes); Square (5,000 queries, p_init 0.8, p schedule not rescaled)"),
+    "autoattack-plus": (("apgd-ce:restarts=5", "apgd-dlr:restarts=5", "fab:restarts=5", _AA_SQUARE,
+                         "apgd-t", "fab-t"),
+                        "AutoAttack 'plus' as a cascade: APGD-CE and APGD-DLR (100 iterations, 5 "
+                        "restarts each); untargeted FAB (100 iterations, 5 restarts); Square (5,000 "
+                        "queries, p_init 0.8, p schedule not rescaled, 1 restart); APGD-T and FAB-T "
+                        "(100 iterations, 9 target classes, 1 restart each)"),
+    "autoattack-rand": (("apgd-ce:eot_samples=20", "apgd-dlr:eot_samples=20"),
+                        "AutoAttack 'rand', for randomised models: APGD-CE then APGD-DLR (100 "
+                        "iterations, 1 restart each), every gradient averaged over 20 EOT samples"),
     "long": (("apgd-ce:steps=1000", "apgd-dlr:steps=1000", "square:queries=5000"),
              "1,000-iteration APGD-CE and APGD-DLR, then Square with 5,000 queries: the cascade that "
              "takes the shipped cifar10_cpu defense to 0.4 % at Linf 8/255 "

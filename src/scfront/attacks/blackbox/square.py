@@ -23,6 +23,7 @@ from scfront.attacks.blackbox.oracle import DRAW_DTYPE, Oracle, flat_norm
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
 from scfront.attacks.validate import number
+from scfront.errors import ConfigError
 from scfront.sampling import Randomness, randint, rows_of, uniform
 from scfront.validate import positive_int
 
@@ -33,9 +34,15 @@ if TYPE_CHECKING:
 _P_SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
 
-def p_at(p_init: float, it: int, n_iters: int) -> float:
-    """Fraction of pixels per window at iteration ``it`` of ``n_iters`` (rescaled to 10,000)."""
-    scaled = int(it / max(n_iters, 1) * 10000)
+def p_at(p_init: float, it: int, n_iters: int, rescale: bool = True) -> float:
+    """Fraction of pixels per window at iteration ``it`` (0-based) of ``n_iters``.
+
+    ``p_init`` is halved after each point of :data:`_P_SCHEDULE` that ``it`` has passed; with
+    ``rescale`` the points are stretched from 10,000 iterations to ``n_iters`` (``it`` is read as
+    ``⌊it / n_iters · 10,000⌋``), without it they stay where they are (AutoAttack's Square,
+    ``resc_schedule=False``: at 5,000 queries the last two halvings never come).
+    """
+    scaled = int(it / max(n_iters, 1) * 10000) if rescale else it
     halvings = sum(scaled > point for point in _P_SCHEDULE)
     return p_init / 2 ** halvings
 
@@ -94,7 +101,10 @@ class SquareAttack(BlackBoxAttack):
         queries: iterations (one query per still-robust image each); the authors used 10,000,
             the default 5,000 is a CPU budget.
         p_init: initial fraction of pixels per window; None = 0.05 (Linf) or 0.1 (L2), the
-            authors' CIFAR-10 values.
+            authors' CIFAR-10 values (AutoAttack uses 0.8 for both).
+        rescale_schedule: stretch the halving points of ``p`` (iterations 10, 50, 200, 500,
+            1000, 2000, 4000, 6000, 8000 of 10,000) to ``queries`` (default, as torchattacks);
+            False keeps them at those iterations (AutoAttack's setting).
     Shapes: x (N, C, H, W) float in [0, 1], y (N,) int64; returns x_adv in the ball and [0, 1].
     Example: ``create_attack("square", norm="L2", eps=0.5)(model, x, y, generator=g)``.
     """
@@ -105,12 +115,15 @@ class SquareAttack(BlackBoxAttack):
     eps: float | None = None
     queries: int = 5000
     p_init: float | None = None
+    rescale_schedule: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive_int(self.queries, f"{self.name}: queries", minimum=0)
         if self.p_init is not None:
             number(self.name, "p_init", self.p_init, 0.0, 1.0, low_open=True)
+        if not isinstance(self.rescale_schedule, bool):
+            raise ConfigError(f"{self.name}: rescale_schedule must be true or false, got {self.rescale_schedule!r}")
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             generator: Randomness, starts: StartPool | None = None) -> torch.Tensor:
@@ -134,7 +147,7 @@ class SquareAttack(BlackBoxAttack):
                 break
             xa, current = x[active], best[active]
             gen = rows_of(generator, active)
-            s = min(max(round(math.sqrt(p_at(p_init, it, self.queries) * h * w)), 1), h - 1)
+            s = min(max(round(math.sqrt(p_at(p_init, it, self.queries, self.rescale_schedule) * h * w)), 1), h - 1)
             mask, _, _ = _window_mask(active.numel(), h, w, s, gen, x.device)
             candidate = current.clone()
             todo = torch.arange(active.numel(), device=x.device)  # rows whose proposal changes nothing yet
@@ -181,7 +194,7 @@ class SquareAttack(BlackBoxAttack):
             xa = x[active]
             gen = rows_of(generator, active)
             d = best[active] - xa
-            s = max(round(math.sqrt(p_at(p_init, it, self.queries) * h * w)), 3)
+            s = max(round(math.sqrt(p_at(p_init, it, self.queries, self.rescale_schedule) * h * w)), 3)
             s = min(s + (s % 2 == 0), h - 1)
             mask1, top, left = _window_mask(m, h, w, s, gen, x.device)
             mask2, _, _ = _window_mask(m, h, w, s, gen, x.device)
