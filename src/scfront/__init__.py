@@ -15,7 +15,7 @@ from scfront.version import __version__
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["__version__", "load", "load_pretrained"]
+__all__ = ["__version__", "defend", "load", "load_pretrained"]
 
 
 def load(spec: str | Path, **kwargs: Any) -> "nn.Module":
@@ -29,6 +29,18 @@ def load(spec: str | Path, **kwargs: Any) -> "nn.Module":
     from scfront.models.loader import load as _load
 
     return _load(spec, **kwargs)
+
+
+def defend(classifier: "nn.Module", **settings: Any) -> "nn.Module":
+    """``classifier`` (any ``nn.Module`` from the decoder's (N, 3, S, S) images in [0, 1] to
+    logits) behind a new sparse coding frontend: the defended model, its BPDA rules set with
+    ``scfront.frontend.use_bpda`` as for scfront's own. Keyword settings (``dictionary="cifar10"``,
+    ``decoder="small"``, ``top_t=15``, ``stride``, ``image_size``, ``bpda``, ...) are those of
+    :func:`scfront.models.custom.defend`.
+    """
+    from scfront.models.custom import defend as _defend
+
+    return _defend(classifier, **settings)
 
 
 def load_pretrained(name: str = "cifar10_cpu", **kwargs: Any) -> "nn.Module":

@@ -187,13 +187,28 @@ class FrontendConfig(_Section):
 
 @dataclass(frozen=True)
 class ModelConfig(_Section):
-    """The classifier: a name of :func:`scfront.models.create_model` (checked when the model is
-    built) and ``num_classes`` >= 2."""
+    """The classifier and its number of classes.
+
+    Attributes:
+        classifier: a name of :func:`scfront.models.create_model` (checked when the model is
+            built), or ``"package.module:factory"``: a callable returning the ``nn.Module``,
+            called as ``factory(num_classes=...)`` when it takes that argument, else
+            ``factory()`` (:mod:`scfront.models.factory`). Building or loading such a model
+            imports that module, i.e. runs its code.
+        num_classes: >= 2.
+    """
 
     RANGES: ClassVar[Mapping[str, Range]] = {"num_classes": Range(2)}
 
-    classifier: str = "resnet32"  # a name of scfront.models.create_model
+    classifier: str = "resnet32"  # a name of scfront.models.create_model, or package.module:factory
     num_classes: int = 10
+
+    def _check(self, where: str) -> None:
+        from scfront.models.factory import is_factory_spec
+
+        if ":" in self.classifier and not is_factory_spec(self.classifier):
+            raise ConfigError(f"{where}.classifier must be a registered name or package.module:factory "
+                              f"(a callable returning the nn.Module), got {self.classifier!r}")
 
 
 @dataclass(frozen=True)

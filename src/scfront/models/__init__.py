@@ -5,7 +5,8 @@
   networks "resnet32_codes" and "resnet32_dropout"), all taking input in [0, 1].
 - :func:`import_original_resnet32`: the original implementation's checkpoints, read safely.
 - :func:`build_model`: the classifier or frontend + classifier a :class:`~scfront.config.RunConfig`
-  describes.
+  describes (``model.classifier`` a registered name or ``package.module:factory``).
+- :func:`defend` (``scfront.defend``): the frontend in front of any classifier module.
 - :func:`save_model` / :func:`load_model` / :func:`load_pretrained`: safetensors + model card.
 - :func:`load` (``scfront.load``): any model spec (a saved folder, an original ``.pt``,
   ``package.module:factory``, a shipped name); :func:`resolve_spec` says which kind a spec is.
@@ -27,6 +28,7 @@ _EXPORTS = {
     "count_parameters": "scfront.models.registry",
     "import_original_resnet32": "scfront.models.original",
     "build_model": "scfront.models.build",
+    "defend": "scfront.models.custom",
     "save_model": "scfront.models.saving",
     "load_model": "scfront.models.saving",
     "load_pretrained": "scfront.models.saving",
@@ -42,6 +44,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from scfront.models.build import build_model
+    from scfront.models.custom import defend
     from scfront.models.fast import prepare_for_attack
     from scfront.models.loader import ModelSpec, SpecKind, load, resolve_spec
     from scfront.models.original import import_original_resnet32

@@ -4,7 +4,8 @@ A model *spec* is one of (decided by :func:`resolve_spec`, in this order):
 
 1. an existing path:
    - a folder written by :func:`~scfront.models.saving.save_model` (a training run folder), or
-     its ``model.safetensors`` file: rebuilt from ``config.toml``, checked against the card;
+     its ``model.safetensors`` file: rebuilt from ``config.toml``, checked against the card (a
+     classifier saved as ``package.module:factory`` is rebuilt by importing that module);
    - a ``.pt`` / ``.pth`` checkpoint of the original implementation's ResNet-32, read with
      ``torch.load(weights_only=True)`` (:func:`~scfront.models.original.import_original_resnet32`);
 2. ``package.module:factory``: an importable callable that takes no arguments and returns an
@@ -26,9 +27,7 @@ has a check already, e.g. one built with :func:`~scfront.models.create_model`).
 from __future__ import annotations
 
 import enum
-import importlib
 import inspect
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from scfront.errors import CheckpointError, ConfigError
+from scfront.models.factory import import_callable, is_factory_spec
 
 if TYPE_CHECKING:
     from scfront.dictionary.core import Dictionary
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["ModelSpec", "SpecKind", "load", "resolve_spec"]
 
 ORIGINAL_SUFFIXES = (".pt", ".pth")
-_FACTORY = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<attr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)$")
 FORMS = ("a folder saved by scfront (or its model.safetensors)",
          "an original ResNet-32 checkpoint (.pt/.pth)",
          "package.module:factory (with weights=FILE: .safetensors or a .pt state_dict)",
@@ -118,7 +117,7 @@ def resolve_spec(spec: str | Path) -> ModelSpec:
         if path.suffix in ORIGINAL_SUFFIXES:
             return ModelSpec(SpecKind.ORIGINAL, text)
         raise ConfigError(f"{path} is not a model file" + _accepted(list_pretrained()))
-    if isinstance(spec, str) and _FACTORY.match(text):
+    if isinstance(spec, str) and is_factory_spec(text):
         return ModelSpec(SpecKind.FACTORY, text)
     available = list_pretrained()
     if isinstance(spec, str) and text in available:
@@ -129,22 +128,9 @@ def resolve_spec(spec: str | Path) -> ModelSpec:
 
 
 def _factory(target: str) -> Callable[[], nn.Module]:
-    """The callable ``module:attribute`` names, imported; ConfigError when it is not one."""
-    module_name, _, attribute = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise  # the factory's module exists but one of its own imports is missing
-        raise ConfigError(f"model factory {target!r}: no module named {exc.name!r} (is its folder on "
-                          "PYTHONPATH?)") from None
-    value: object = module
-    for part in attribute.split("."):
-        if not hasattr(value, part):
-            raise ConfigError(f"model factory {target!r}: {module_name} has no attribute {attribute!r}")
-        value = getattr(value, part)
-    if not callable(value):
-        raise ConfigError(f"model factory {target!r} is a {type(value).__name__}, not a callable")
+    """The callable ``module:attribute`` names, imported; ConfigError when it is not one or
+    cannot be called without arguments."""
+    value = import_callable(target, "model factory")
     try:
         inspect.signature(value).bind()
     except TypeError:

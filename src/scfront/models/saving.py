@@ -9,7 +9,10 @@ A saved model is a folder (normally the training run's folder)::
 
 :func:`load_model` rebuilds the network with :func:`~scfront.models.build_model` from
 ``config.toml``, checks the dictionary it resolves to against the card's hash, and loads the
-weights with strict key matching. Weights are never unpickled (safetensors only).
+weights with strict key matching. Weights are never unpickled (safetensors only). A model whose
+``model.classifier`` is ``package.module:factory`` (a user's classifier; the card says
+``"classifier_factory": true``) is rebuilt by importing that module and calling the factory, with
+no registration: loading it runs that module's code, so such a folder is as trusted as the module.
 ``scfront.load`` (:mod:`scfront.models.loader`) reads these folders and every other kind of
 model spec.
 """
@@ -31,6 +34,7 @@ from scfront.config import RunConfig, load_config, save_config, to_dict
 from scfront.errors import CheckpointError
 from scfront.io import atomic_write, atomic_write_json, read_json_record, sha256_file
 from scfront.models.build import build_model
+from scfront.models.factory import is_factory_spec
 from scfront.models.original import load_state_dict_strict
 from scfront.models.registry import count_parameters
 from scfront.version import __version__
@@ -111,6 +115,8 @@ def save_model(model: nn.Module, run_dir: str | Path, config: RunConfig,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "architecture": {
             "classifier": config.model.classifier,
+            # package.module:factory: loading imports that module (runs its code)
+            "classifier_factory": is_factory_spec(config.model.classifier),
             "num_classes": config.model.num_classes,
             "defended": config.frontend.enabled,
             "decoder": config.frontend.decoder.value if config.frontend.enabled else None,
@@ -164,6 +170,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
         CheckpointError: missing, corrupt or inconsistent files, weights that do not fit the
             architecture, or a dictionary whose hash differs from the one the model was
             trained with.
+        ConfigError: a ``package.module:factory`` classifier whose module cannot be imported
+            here (or no longer builds the saved architecture's classifier).
     """
     model_dir = _model_dir(path)
     weights = model_dir / MODEL_FILE
@@ -183,6 +191,9 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights} is not a readable safetensors file ({exc})") from None
+    if is_factory_spec(config.model.classifier):
+        log.info("%s: importing the classifier factory %s (its module's code runs)", model_dir,
+                 config.model.classifier)
     model = build_model(config, dictionary=dictionary)
     record = card.get("dictionary")
     encoder = find_encoder(model)

@@ -13,6 +13,7 @@ examples:
   scfront train --preset cpu --recipe natural --data-root DATA --out runs/natural
   scfront train --preset paper --recipe pgd_at --data-root DATA --out runs/pgd --device cuda
   torchrun --nproc_per_node=2 --no-python scfront train --preset cpu --data-root DATA --out runs/ddp
+  scfront train --preset smoke --classifier mypackage.nets:make --data-root DATA --out runs/mine
 
 Running the same command again after an interruption continues from the last completed epoch.
 """
@@ -34,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--recipe", choices=RECIPES, default=None,
         help="what to train with the preset: the defense (default) or a baseline",
     )
+    parser.add_argument(
+        "--classifier", default=None, metavar="NAME|package.module:factory",
+        help="the classifier (same as --set model.classifier=...): a registered name, or a "
+             "callable returning your nn.Module, called with num_classes= if it takes it; loading "
+             "the saved model imports that module again",
+    )
     add_data_root_argument(parser)
     add_device_argument(parser)
     parser.add_argument("--out", type=output_folder, required=True,
@@ -43,10 +50,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def resolve_training_config(args: argparse.Namespace) -> RunConfig:
-    """Preset (+ recipe) or ``--config``, then ``--set`` overrides, then ``--device``."""
+    """Preset (+ recipe) or ``--config``, then ``--set`` overrides, then ``--classifier`` and
+    ``--device``."""
     from scfront.cli_options import resolve_config
     from scfront.errors import ConfigError
 
+    if args.classifier is not None and any(o.split("=", 1)[0].strip() == "model.classifier"
+                                           for o in args.overrides):
+        raise ConfigError("give the classifier once: --classifier or --set model.classifier=..., not both")
     if args.config is not None:
         if args.recipe is not None:
             raise ConfigError("--recipe applies to presets; a --config file is used as it is")
@@ -54,6 +65,8 @@ def resolve_training_config(args: argparse.Namespace) -> RunConfig:
     else:
         config = load_preset(args.preset, args.dataset, args.overrides,
                              recipe=args.recipe or "defense")
+    if args.classifier is not None:
+        config = config.replace({"model.classifier": args.classifier})
     if args.device is not None:
         config = config.replace({"train.device": args.device})
     return config
