@@ -196,12 +196,20 @@ class ModelConfig(_Section):
             ``factory()`` (:mod:`scfront.models.factory`). Building or loading such a model
             imports that module, i.e. runs its code.
         num_classes: >= 2.
+        ensemble_samples: >= 1; the saved model is loaded as
+            :class:`~scfront.models.ensemble.Ensemble` of this many forward passes when > 1 (the
+            randomised variants, docs/method.md §2.7). Training is the same for every value.
+        random_seed: >= 0, the seed of the loaded model's own noise/dropout generator
+            (:mod:`scfront.models.randomness`); training draws from ``train.seed`` instead.
     """
 
-    RANGES: ClassVar[Mapping[str, Range]] = {"num_classes": Range(2)}
+    RANGES: ClassVar[Mapping[str, Range]] = {"num_classes": Range(2), "ensemble_samples": _AT_LEAST_1,
+                                             "random_seed": _AT_LEAST_0}
 
     classifier: str = "resnet32"  # a name of scfront.models.create_model, or package.module:factory
     num_classes: int = 10
+    ensemble_samples: int = 1  # > 1: scfront.load averages the softmax of this many passes
+    random_seed: int = 0  # the loaded model's noise/dropout generator (inference only)
 
     def _check(self, where: str) -> None:
         from scfront.models.factory import is_factory_spec
@@ -222,6 +230,12 @@ class TrainConfig(_Section):
         seed: >= 0.
         attack_eps: in (0, 1], the Linf radius of PGD-AT and TRADES. attack_step: in (0, 1].
         attack_steps: >= 1. trades_beta: >= 0.
+        autoencoder_epochs: >= 0. With N > 0 training has two stages (the unsupervised defense,
+            docs/method.md §5): N epochs of the frontend alone as an autoencoder (pixel MSE, the
+            encoder fixed, the decoder learned, labels unused), then ``epochs`` epochs of the
+            classifier on the frozen frontend's output. 0 (default): one stage, everything
+            trained together as before.
+        autoencoder_lr_max: > 0, the peak of stage 1's one-cycle learning rate.
         device: a torch device string (cpu, cuda, cuda:N; whether this machine has it is
             checked when training starts). num_threads: >= 1, or None (torch's default).
     """
@@ -231,7 +245,7 @@ class TrainConfig(_Section):
         "lr_milestones": _AT_LEAST_1, "lr_gamma": _POSITIVE, "momentum": _FRACTION,
         "weight_decay": _AT_LEAST_0, "seed": _AT_LEAST_0, "attack_eps": _LINF_RADIUS,
         "attack_step": _LINF_RADIUS, "attack_steps": _AT_LEAST_1, "trades_beta": _AT_LEAST_0,
-        "num_threads": _AT_LEAST_1}
+        "num_threads": _AT_LEAST_1, "autoencoder_epochs": _AT_LEAST_0, "autoencoder_lr_max": _POSITIVE}
 
     method: TrainMethod = TrainMethod.NATURAL
     epochs: int = 70
@@ -251,6 +265,9 @@ class TrainConfig(_Section):
     device: str = "cpu"
     num_threads: int | None = None  # torch intra-op threads; None = torch's default
     channels_last: bool = True
+    # stage 1 of the unsupervised defense (0 = no stage 1: one-stage training)
+    autoencoder_epochs: int = 0
+    autoencoder_lr_max: float = 0.02
 
     def _check(self, where: str) -> None:
         device_name(self.device, f"{where}.device")
@@ -290,6 +307,17 @@ class RunConfig(_Section):
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
 
+    def _check(self, where: str) -> None:
+        if self.train.autoencoder_epochs > 0:
+            fe = self.frontend
+            problem = ("frontend.enabled = false" if not fe.enabled else
+                       "the identity decoder (nothing to reconstruct)" if fe.decoder is DecoderName.IDENTITY
+                       else "frontend.learnable_dictionary = true" if fe.learnable_dictionary else None)
+            if problem is not None:
+                raise ConfigError(f"train.autoencoder_epochs = {self.train.autoencoder_epochs} trains the "
+                                  f"frontend's decoder as an autoencoder with a fixed dictionary; it "
+                                  f"cannot be used with {problem} (set train.autoencoder_epochs = 0)")
+
     def replace(self, overrides: Sequence[str] | Mapping[str, Any]) -> "RunConfig":
         """A copy with ``section.key`` overrides applied (strings ``"a.b=v"`` or a mapping)."""
         return apply_overrides(self, overrides)
@@ -305,7 +333,11 @@ RANGES: dict[str, Range] = {
     for key, valid in cls.RANGES.items()}
 # What is trained: the defense (frontend + classifier) or one of the paper's baselines. A preset
 # file holds the defense's settings plus, under ``[recipes.<name>]``, what each baseline changes.
-RECIPES = ("defense", "natural", "pgd_at", "trades")
+# The defense's variants (docs/method.md §2.7): defense_unsupervised (two-stage training),
+# defense_noisy (noise in training only), defense_noisy_test (noise in training and at test
+# time) and defense_dropout (dropout in training and at test time).
+RECIPES = ("defense", "natural", "pgd_at", "trades", "defense_unsupervised", "defense_noisy",
+           "defense_noisy_test", "defense_dropout")
 T = TypeVar("T")
 
 

@@ -158,6 +158,8 @@ class Encoder(nn.Module, AtomShape):
         bpda: backward rules, replaceable at attack time (``encoder.bpda = BPDA(...)``).
         generator: source of the noise and dropout randomness; default: a generator owned by the
             encoder, seeded from ``seed`` or, when ``seed`` is None, from fresh OS entropy.
+            Training replaces it by the run's model generator, and loading a saved model by one
+            keyed by ``model.random_seed`` (:mod:`scfront.models.randomness`).
         seed: seed of the owned generator (ignored when ``generator`` is given).
 
     ``forward(x)``: x (B, C, H, W) float in [0, 1] → codes (B, n_atoms, H', W') float32 with
@@ -213,6 +215,12 @@ class Encoder(nn.Module, AtomShape):
         if not isinstance(rule, BPDA):
             raise ConfigError(f"encoder.bpda must be a scfront.frontend.BPDA, got {type(rule).__name__}")
         self._bpda = rule
+
+    @property
+    def randomized(self) -> bool:
+        """Whether the eval-mode forward pass draws (test-time noise or dropout): the deployed
+        model is then random and is evaluated with EOT or wrapped in an ensemble."""
+        return self.noise_gamma_test > 0.0 or self.dropout_p > 0.0
 
     @property
     def jump(self) -> float:

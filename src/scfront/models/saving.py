@@ -36,6 +36,7 @@ from scfront.io import atomic_write, atomic_write_json, read_json_record, sha256
 from scfront.models.build import build_model
 from scfront.models.factory import is_factory_spec
 from scfront.models.original import load_state_dict_strict
+from scfront.models.randomness import is_randomized, seed_model
 from scfront.models.registry import count_parameters
 from scfront.version import __version__
 
@@ -55,6 +56,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel / DataParallel wrapper (else ``model``)."""
     inner = getattr(model, "module", None)
     return inner if isinstance(inner, nn.Module) else model
+
+
+def _without_ensemble(model: nn.Module) -> nn.Module:
+    """The single network inside an :class:`~scfront.models.ensemble.Ensemble` (else ``model``):
+    what is saved; the number of passes is the configuration's ``model.ensemble_samples``."""
+    from scfront.models.ensemble import Ensemble
+
+    return model.model if isinstance(model, Ensemble) else model
 
 
 def find_encoder(model: nn.Module) -> Any:
@@ -104,7 +113,7 @@ def save_model(model: nn.Module, run_dir: str | Path, config: RunConfig,
     Every file is written atomically; the card is written last.
     """
     run_dir = Path(run_dir)
-    model = unwrap(model)
+    model = _without_ensemble(unwrap(model))
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     weights = run_dir / MODEL_FILE
     atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
@@ -128,6 +137,10 @@ def save_model(model: nn.Module, run_dir: str | Path, config: RunConfig,
         "training": to_dict(config.train),
         "dataset": {"name": config.data.dataset.value, **to_dict(config.data), **dict(dataset or {})},
         "metrics": dict(metrics or {}),
+        # > 1: load_model returns Ensemble(model, ensemble_samples) (scfront.models.ensemble)
+        "ensemble_samples": config.model.ensemble_samples,
+        # the loaded model's own generator: seed_model(model, seed) (scfront.models.randomness)
+        "randomness": {"randomized": is_randomized(model), "seed": config.model.random_seed},
         "weights": {"file": MODEL_FILE, "sha256": sha256_file(weights)},
     }
     atomic_write_json(run_dir / CARD_FILE, card)
@@ -157,7 +170,7 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu",
-               dictionary: "Dictionary | None" = None) -> nn.Module:
+               dictionary: "Dictionary | None" = None, ensemble_samples: int | None = None) -> nn.Module:
     """A model saved by :func:`save_model`, in eval mode, input (N, 3, H, W) float in [0, 1].
 
     Args:
@@ -165,6 +178,12 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
         device: where to put the model.
         dictionary: the frontend's dictionary, when the name recorded in the config does not
             resolve on this machine (its sha256 must match the card's).
+        ensemble_samples: E > 1 returns ``Ensemble(model, E)``, 1 the single network; default:
+            the config's ``model.ensemble_samples`` (1 for models saved before the field existed).
+
+    The random layers of the model (noise, dropout) draw from one generator seeded with the
+    config's ``model.random_seed`` (:func:`~scfront.models.randomness.seed_model`), so two loads
+    of the same folder draw the same noise.
 
     Raises:
         CheckpointError: missing, corrupt or inconsistent files, weights that do not fit the
@@ -205,7 +224,14 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
                 f"but the model was trained with {str(record.get('sha256'))[:12]}…; pass the "
                 "original dictionary (load_model(..., dictionary=...))")
     load_state_dict_strict(model, state, str(weights))
-    return model.to(device).eval()
+    model = model.to(device)
+    seed_model(model, config.model.random_seed)
+    samples = config.model.ensemble_samples if ensemble_samples is None else ensemble_samples
+    if samples != 1:
+        from scfront.models.ensemble import Ensemble
+
+        model = Ensemble(model, samples)
+    return model.eval()
 
 
 def _pretrained_root() -> Path:

@@ -92,6 +92,14 @@ def _read_record(run_dir: Path) -> dict[str, Any] | None:
     return read_json_record(path, FORMAT, "scfront training checkpoint")
 
 
+def checkpoint_epoch(run_dir: str | Path) -> int | None:
+    """Completed epochs recorded by the run's checkpoint, or ``None`` without one (the record
+    only is read: the caller can build the optimiser that epoch's state fits before
+    :func:`load_checkpoint`)."""
+    record = _read_record(Path(run_dir))
+    return None if record is None else int(record["epoch"])
+
+
 def load_checkpoint(run_dir: str | Path, model: nn.Module,
                     optimizer: torch.optim.Optimizer) -> TrainingState | None:
     """Restore ``model`` and ``optimizer`` from the run's last checkpoint, in place.

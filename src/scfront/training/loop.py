@@ -12,6 +12,14 @@ before every batch. The run folder receives::
     checkpoint.json, checkpoints/   resumable state, written atomically after every epoch
     model.safetensors, model_card.json, summary.json   when training has finished
 
+With ``train.autoencoder_epochs > 0`` (the ``defense_unsupervised`` recipe) the run has two
+stages (:mod:`scfront.training.stages`): the frontend trained alone as an autoencoder, then the
+classifier on the frozen frontend. Its log records carry ``"stage"``; stage-1 records hold the
+training MSE as ``loss`` and the monitor images' ``reconstruction_mse`` / ``reconstruction_psnr``
+(instead of accuracies), drawn into ``reconstruction.png`` when stage 1 is complete; the summary
+and the model card add ``autoencoder_epochs`` and ``reconstruction``: MSE and PSNR of the
+frontend on the whole test split.
+
 Every random draw comes from an explicit generator derived from ``train.seed``: initial weights,
 data order and augmentation, attack starts, and the model's own noise/dropout (assigned to every
 submodule with a ``generator`` attribute). Their states are part of each checkpoint, so running
@@ -48,13 +56,15 @@ from scfront.config import DatasetName, RunConfig, load_config, save_config, to_
 from scfront.errors import CheckpointError, ConfigError, ScfrontError, TrainingError
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.models.build import build_model
+from scfront.models.randomness import attach_generator
 from scfront.models.saving import CARD_FILE, CONFIG_FILE, MODEL_FILE, find_encoder, save_model
 from scfront import distributed as D
 from scfront.training.adversarial import initial_perturbation, training_loss
-from scfront.training.checkpoint import (RECORD_FILE, TENSOR_DIR, TrainingState, load_checkpoint,
-                                         restore_generators, save_checkpoint)
-from scfront.training.metrics import count_correct
+from scfront.training.checkpoint import (RECORD_FILE, TENSOR_DIR, TrainingState, checkpoint_epoch,
+                                         load_checkpoint, restore_generators, save_checkpoint)
+from scfront.training.metrics import count_correct, psnr, squared_error
 from scfront.training.schedules import learning_rate
+from scfront.training.stages import PLOT_FILE, Stage, StagePlan, autoencoder_loss, plot_reconstruction
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +77,6 @@ def derive_seed(seed: int, purpose: str, rank: int = 0) -> int:
     """A 63-bit seed for one use of the run seed (independent streams per purpose and rank)."""
     digest = hashlib.sha256(f"scfront/{seed}/{purpose}/{rank}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def attach_generator(model: nn.Module, generator: torch.Generator) -> int:
-    """Make every submodule with a ``generator`` attribute draw from ``generator``; returns how
-    many there are (noise and dropout layers of the frontend and of the classifiers)."""
-    count = 0
-    for module in model.modules():
-        if hasattr(module, "generator") and (module.generator is None
-                                             or isinstance(module.generator, torch.Generator)):
-            module.generator = generator
-            count += 1
-    return count
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -194,6 +192,20 @@ def _monitor_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     return total / int(images.shape[0])
 
 
+def _reconstruction(frontend: nn.Module, images: torch.Tensor, batch_size: int,
+                    ctx: D.DistContext) -> dict[str, float]:
+    """MSE and PSNR of ``frontend`` (eval mode) on ``images``, each process a shard."""
+    part = D.shard(int(images.shape[0]), ctx)
+    frontend.eval()
+    try:
+        local = squared_error(frontend, images[part], batch_size, ctx.device)
+    finally:
+        frontend.train()
+    (total,) = D.sum_across([local], ctx)
+    mse = total / images[0].numel() / int(images.shape[0])
+    return {"mse": mse, "psnr": psnr(mse)}
+
+
 def train(config: RunConfig, run_dir: str | Path, data_root: str | Path | None = None,
           progress: bool = True) -> dict[str, Any]:
     """Train (or resume, or just report a finished run) and return the summary.
@@ -229,18 +241,97 @@ class _Run:
     loader: Any
     monitor: tuple[torch.Tensor, torch.Tensor] | None
     state: TrainingState
+    plan: StagePlan
+    stage: Stage
+
+    def enter(self, stage: Stage) -> None:
+        """Start ``stage``: freeze what it does not train, a fresh optimiser over the rest, and
+        (several processes) a DDP wrapper of what its loss runs through."""
+        self.stage = stage
+        self.optimizer = _optimizer(self.model, self.config, self.plan, stage)
+        self.net = _wrap(self.model.frontend if stage is Stage.AUTOENCODER else self.model, self.ctx)
+        self.model.train()
 
     def epoch(self, epoch: int, progress: bool) -> dict[str, Any]:
-        """Train one epoch (0-based index); returns its log record."""
+        """Train one epoch (0-based global index); returns its log record."""
+        if self.stage is Stage.AUTOENCODER:
+            return self._autoencoder_epoch(epoch, progress)
+        record = self._classifier_epoch(epoch, progress)
+        return {"stage": self.stage.value, **record} if self.plan.two_stage else record
+
+    def _bar(self, epoch: int, progress: bool) -> Any:
+        if self.plan.two_stage:
+            desc = (f"{self.stage.value} epoch {self.plan.stage_epoch(epoch) + 1}/"
+                    f"{self.plan.autoencoder_epochs if self.stage is Stage.AUTOENCODER else self.plan.classifier_epochs}")
+        else:
+            desc = f"epoch {epoch + 1}/{self.config.train.epochs}"
+        return tqdm(self.loader, total=len(self.loader), desc=desc, unit="batch", leave=False,
+                    disable=not (progress and self.ctx.is_main))
+
+    def _step(self, loss: torch.Tensor, share: float, epoch: int, step: int, lr: float) -> float:
+        """Backward (the shard's loss weighted by its ``share`` of the global batch times the
+        number of processes, since DDP averages) and optimiser step; the loss's value."""
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * share).backward()
+        self.optimizer.step()
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise TrainingError(f"training diverged: loss {value} at epoch {epoch + 1}, "
+                                f"batch {step + 1} (lr {lr:.4g}); lower "
+                                f"{'train.autoencoder_lr_max' if self.stage is Stage.AUTOENCODER else 'train.lr_max'}")
+        return value
+
+    def _autoencoder_epoch(self, epoch: int, progress: bool) -> dict[str, Any]:
+        """One epoch of stage 1: the frontend reconstructs the (augmented) training batches."""
+        tc, ctx = self.config.train, self.ctx
+        schedule = self.plan.schedule(tc, self.stage)
+        start_time = time.perf_counter()
+        sums = [0.0, 0.0]  # loss · n, n (this process)
+        lr = 0.0
+        steps = len(self.loader)
+        bar = self._bar(epoch, progress)
+        for step, (xb, _labels) in enumerate(bar):
+            lr = learning_rate(schedule, self.plan.stage_epoch(epoch), step, steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            part = D.shard(int(xb.shape[0]), ctx)
+            x = xb[part]
+            if tc.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            value = self._step(autoencoder_loss(self.net, x), x.shape[0] * ctx.world_size / xb.shape[0],
+                               epoch, step, lr)
+            sums[0] += value * x.shape[0]
+            sums[1] += x.shape[0]
+            bar.set_postfix(mse=f"{value:.5f}", lr=f"{lr:.4f}", refresh=False)
+        bar.close()
+        train_seconds = time.perf_counter() - start_time
+        loss_sum, seen = D.sum_across(sums, ctx)
+        monitor: dict[str, float | None] = {"mse": None, "psnr": None}
+        if self.monitor is not None:
+            monitor = dict(_reconstruction(self.model.frontend, self.monitor[0],
+                                           self.config.evaluation.batch_size, ctx))
+        return {
+            "epoch": epoch + 1,
+            "stage": self.stage.value,
+            "loss": loss_sum / seen,
+            "reconstruction_mse": monitor["mse"],
+            "reconstruction_psnr": monitor["psnr"],
+            "lr": lr,
+            "seconds": time.perf_counter() - start_time,
+            "images_per_second": seen / train_seconds,
+        }
+
+    def _classifier_epoch(self, epoch: int, progress: bool) -> dict[str, Any]:
+        """One epoch of the run's objective (the whole model, or the classifier in stage 2)."""
         tc, ctx, optimizer = self.config.train, self.ctx, self.optimizer
+        schedule_epoch = self.plan.stage_epoch(epoch)
         start_time = time.perf_counter()
         sums = [0.0, 0.0, 0.0]  # loss · n, correct, n (this process)
         lr = 0.0
         steps = len(self.loader)
-        bar = tqdm(self.loader, total=steps, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch",
-                   leave=False, disable=not (progress and ctx.is_main))
+        bar = self._bar(epoch, progress)
         for step, (xb, yb) in enumerate(bar):
-            lr = learning_rate(tc, epoch, step, steps)
+            lr = learning_rate(tc, schedule_epoch, step, steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             start = initial_perturbation(tc, xb, self.generators["attack"])
@@ -250,14 +341,8 @@ class _Run:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss, logits = training_loss(tc, self.net, self.model, x, y,
                                          None if start is None else start[part])
-            optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over processes: weight each shard by its share of the batch.
-            (loss * (x.shape[0] * ctx.world_size / xb.shape[0])).backward()
-            optimizer.step()
-            value = float(loss.item())
-            if not math.isfinite(value):
-                raise TrainingError(f"training diverged: loss {value} at epoch {epoch + 1}, "
-                                    f"batch {step + 1} (lr {lr:.4g}); lower train.lr_max")
+            value = self._step(loss, x.shape[0] * ctx.world_size / xb.shape[0], epoch, step, lr)
             sums[0] += value * x.shape[0]
             sums[1] += float((logits.argmax(1) == y).sum().item())
             sums[2] += x.shape[0]
@@ -290,17 +375,34 @@ class _Run:
         if self.ctx.is_main:
             save_checkpoint(self.run_dir, self.model, self.optimizer, state)
             _write_log(self.run_dir, state.history)
+            if record.get("stage") == Stage.AUTOENCODER.value and state.epoch == self.plan.autoencoder_epochs:
+                plot_reconstruction(state.history, self.run_dir / PLOT_FILE)  # stage 1 is complete
         D.barrier(self.ctx)
 
-    def finish(self, initial_dictionary: Any, train_images: int) -> dict[str, Any]:
-        """Save the model and ``summary.json`` (main process); the summary on every process."""
+    def finish(self, initial_dictionary: Any, train_images: int,
+               test_images: torch.Tensor | None = None) -> dict[str, Any]:
+        """Save the model and ``summary.json`` (main process); the summary on every process.
+
+        ``test_images``: (N, C, H, W) uint8, the whole test split, on which a two-stage run
+        measures its frontend's reconstruction error (every process its shard)."""
         tc, path = self.config.train, self.run_dir / SUMMARY_FILE
+        reconstruction = None
+        if self.plan.two_stage:
+            self.model.requires_grad_(True)  # the saved model's parameters are all trainable
+            assert test_images is not None
+            reconstruction = {"test_images": int(test_images.shape[0]),
+                              **_reconstruction(self.model.frontend, test_images,
+                                                self.config.evaluation.batch_size, self.ctx)}
         if self.ctx.is_main:
             last = self.state.history[-1] if self.state.history else {}
-            metrics = {"epochs": tc.epochs, "train_loss": last.get("loss"),
-                       "train_accuracy": last.get("train_accuracy"),
-                       "monitor_accuracy": last.get("monitor_accuracy"),
-                       "monitor_images": 0 if self.monitor is None else int(self.monitor[1].shape[0])}
+            metrics: dict[str, Any] = {
+                "epochs": tc.epochs, "train_loss": last.get("loss"),
+                "train_accuracy": last.get("train_accuracy"),
+                "monitor_accuracy": last.get("monitor_accuracy"),
+                "monitor_images": 0 if self.monitor is None else int(self.monitor[1].shape[0])}
+            if reconstruction is not None:
+                metrics.update(autoencoder_epochs=self.plan.autoencoder_epochs,
+                               reconstruction=reconstruction)
             save_model(self.model, self.run_dir, self.config, metrics,
                        dictionary=initial_dictionary, dataset={"train_images": train_images})
             atomic_write_json(path, {
@@ -351,9 +453,12 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
 
     root = None if config.data.dataset is DatasetName.SYNTHETIC else data_root
     train_set = load_dataset(config.data, root, "train")
-    monitor = None
-    if config.data.monitor_images > 0:
+    monitor, test_images = None, None
+    two_stage = StagePlan.of(tc).two_stage
+    if config.data.monitor_images > 0 or two_stage:
         test_set = load_dataset(config.data, root, "test")
+        test_images = test_set.images if two_stage else None
+    if config.data.monitor_images > 0:
         n = min(config.data.monitor_images, len(test_set))
         index = eval_subset_indices(len(test_set), n, config.data.subset_seed)
         monitor = (test_set.images[index], test_set.labels[index])
@@ -370,8 +475,6 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
                   for name in SHARED_GENERATORS}
     model_gen = torch.Generator(ctx.device).manual_seed(derive_seed(tc.seed, "model", ctx.rank))
     attach_generator(model, model_gen)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=tc.momentum,
-                                weight_decay=tc.weight_decay)
     loader = batches(train_set.images, train_set.labels, tc.batch_size, shuffle=True,
                      generator=generators["data"], augment=config.data.augment, drop_last=True,
                      device=ctx.device, padding=config.data.crop_padding)
@@ -382,8 +485,8 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
     # Everything is checked: from here on the run folder is written.
     new_run = _NewRun.start(run_dir, config) if fresh and ctx.is_main else None
     try:
-        return _run_epochs(config, run_dir, ctx, model, optimizer, generators, model_gen, loader,
-                           monitor, initial_dictionary, len(train_set), progress)
+        return _run_epochs(config, run_dir, ctx, model, generators, model_gen, loader,
+                           monitor, initial_dictionary, len(train_set), progress, test_images)
     except BaseException:
         if new_run is not None and not (run_dir / RECORD_FILE).is_file():
             log.debug("removing %s: the new run failed before its first epoch was saved", run_dir)
@@ -391,13 +494,34 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
         raise
 
 
+def _optimizer(model: nn.Module, config: RunConfig, plan: StagePlan, stage: Stage) -> torch.optim.Optimizer:
+    """SGD with the run's momentum and weight decay over what ``stage`` trains (the learning
+    rate is set before every batch)."""
+    tc = config.train
+    return torch.optim.SGD(plan.parameters(model, stage), lr=0.0, momentum=tc.momentum,
+                           weight_decay=tc.weight_decay)
+
+
+def _wrap(module: nn.Module, ctx: D.DistContext) -> nn.Module:
+    """``module`` itself, or a DistributedDataParallel wrapper of it with several processes."""
+    if not ctx.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+
+
 def _run_epochs(config: RunConfig, run_dir: Path, ctx: D.DistContext, model: nn.Module,
-                optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator],
-                model_gen: torch.Generator, loader: Any,
+                generators: dict[str, torch.Generator], model_gen: torch.Generator, loader: Any,
                 monitor: tuple[torch.Tensor, torch.Tensor] | None, initial_dictionary: Any,
-                train_images: int, progress: bool) -> dict[str, Any]:
+                train_images: int, progress: bool,
+                test_images: torch.Tensor | None = None) -> dict[str, Any]:
     """Resume from the checkpoint (if any), train the remaining epochs, save the model."""
     tc = config.train
+    plan = StagePlan.of(tc)
+    # the checkpoint holds the optimiser of the stage of its last epoch
+    stage = plan.checkpoint_stage(checkpoint_epoch(run_dir) or 0)
+    optimizer = _optimizer(model, config, plan, stage)
     state = load_checkpoint(run_dir, model, optimizer)
     if state is None:
         state = TrainingState(0, {}, [], ctx.world_size)
@@ -411,21 +535,32 @@ def _run_epochs(config: RunConfig, run_dir: Path, ctx: D.DistContext, model: nn.
             log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, tc.epochs)
             _write_log(run_dir, state.history)
 
-    net: nn.Module = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+    net = model if stage is not Stage.AUTOENCODER else model.frontend
+    net = _wrap(net, ctx)
     model.train()
     run = _Run(config, run_dir, ctx, model, net, optimizer, generators, model_gen, loader,
-               monitor, state)
-    for epoch in range(state.epoch, tc.epochs):
+               monitor, state, plan, stage)
+    for epoch in range(state.epoch, plan.total_epochs):
+        if plan.stage_of(epoch) is not run.stage:
+            run.enter(plan.stage_of(epoch))  # stage 2 starts with a fresh optimiser
         record = run.epoch(epoch, progress)
         if ctx.is_main:
-            log.info("epoch %d/%d: loss %.4f, train acc %.2f %%, monitor acc %s, lr %.4g, %.0f s",
-                     epoch + 1, tc.epochs, record["loss"], 100 * record["train_accuracy"],
-                     "-" if record["monitor_accuracy"] is None
-                     else f"{100 * record['monitor_accuracy']:.2f} %", record["lr"],
-                     record["seconds"])
+            _log_epoch(record, plan)
         run.checkpoint(record)
-    return run.finish(initial_dictionary, train_images)
+    return run.finish(initial_dictionary, train_images, test_images)
+
+
+def _log_epoch(record: dict[str, Any], plan: StagePlan) -> None:
+    if record.get("stage") == Stage.AUTOENCODER.value:
+        mse = record["reconstruction_mse"]
+        log.info("epoch %d/%d (autoencoder): train MSE %.5f, monitor MSE %s, PSNR %s, lr %.4g, %.0f s",
+                 record["epoch"], plan.total_epochs, record["loss"],
+                 "-" if mse is None else f"{mse:.5f}",
+                 "-" if mse is None else f"{record['reconstruction_psnr']:.2f} dB", record["lr"],
+                 record["seconds"])
+        return
+    log.info("epoch %d/%d%s: loss %.4f, train acc %.2f %%, monitor acc %s, lr %.4g, %.0f s",
+             record["epoch"], plan.total_epochs, " (classifier)" if plan.two_stage else "",
+             record["loss"], 100 * record["train_accuracy"],
+             "-" if record["monitor_accuracy"] is None
+             else f"{100 * record['monitor_accuracy']:.2f} %", record["lr"], record["seconds"])
