@@ -87,9 +87,14 @@ def test_same_seed_same_noise_and_no_global_randomness() -> None:
         seed_model(model, 4)
         d = model(x)
     assert torch.equal(a, b) and not torch.equal(b, c) and not torch.equal(a, d)
-    # every random layer shares the one generator
+    # every random layer shares the one generator, which later seeds reseed in place (so copies
+    # sharing it, like the attack-time model of scfront.models.fast, follow)
     generators = {id(m.generator) for m in random_layers(model)}
     assert len(generators) == 1
+    first = seed_model(model, 3)
+    assert seed_model(model, 4) is first and id(first) in generators
+    with torch.no_grad():
+        assert torch.equal(model(x), d)
 
 
 def test_model_streams_are_not_attack_streams() -> None:

@@ -88,14 +88,23 @@ def seed_model(model: nn.Module, seed: int, *parts: object,
     """Give every random layer of ``model`` one fresh generator keyed by ``seed`` and ``parts``.
 
     The same (seed, parts) gives the same draws; the generator lives on ``device`` (default: the
-    device of the model's first parameter or buffer, else the CPU). Returns the generator (also
-    for a model without random layers, where nothing changes).
+    device of the model's first parameter or buffer, else the CPU). When every random layer
+    already shares one generator on that device, that generator is reseeded in place, so copies
+    of the model that share it (:func:`scfront.models.prepare_for_attack`) follow; otherwise a
+    new one is attached. Returns the generator (also for a model without random layers, where
+    nothing changes).
     """
     if device is None:
         tensor = next(iter(model.parameters()), None)
         if tensor is None:
             tensor = next(iter(model.buffers()), None)
         device = tensor.device if tensor is not None else torch.device("cpu")
-    generator = model_generator(seed, *parts, device=device)
-    attach_generator(model, generator)
-    return generator
+    fresh = model_generator(seed, *parts, device=device)
+    shared = {id(m.generator): m.generator for m in random_layers(model)}
+    if len(shared) == 1:
+        (current,) = shared.values()
+        if current is not None and current.device == fresh.device:
+            current.set_state(fresh.get_state())
+            return current
+    attach_generator(model, fresh)
+    return fresh
