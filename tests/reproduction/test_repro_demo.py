@@ -51,8 +51,10 @@ def test_demo_rejects_bad_input(tmp_path: Path) -> None:
 
     with pytest.raises(ScfrontError, match="neither a saved model"):
         run_demo(DemoSettings(model=str(tmp_path / "absent"), out_dir=tmp_path / "o"))
-    with pytest.raises(ScfrontError, match="n-images"):
-        run_demo(DemoSettings(model=str(tmp_path), out_dir=tmp_path / "o", n_images=1000))
+    model_dir = save_tiny_model(tmp_path / "tiny")
+    with pytest.raises(ScfrontError, match=r"n-images must be in \[1, 200\] \(the shipped cifar10 sample"):
+        run_demo(DemoSettings(model=str(model_dir), out_dir=tmp_path / "o", n_images=1000))
+    assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
 def test_demo_folders_are_per_model_under_the_cache(tmp_path, monkeypatch) -> None:

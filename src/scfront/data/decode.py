@@ -77,8 +77,20 @@ def _resize_crop(image: Image.Image, size: int) -> Image.Image:
 def decode_file(path: str, size: int, mode: DecodeMode) -> np.ndarray:
     """One image file as a (3, size, size) uint8 array (RGB)."""
     try:
-        with _open(path) as image:
-            _check_image(path, image, size, mode)  # from the header: before decoding anything
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise DatasetError(f"cannot decode image {path}: {exc}") from None
+    return decode_bytes(data, size, mode, path)
+
+
+def decode_bytes(data: bytes, size: int, mode: DecodeMode, name: str = "image.jpeg") -> np.ndarray:
+    """The bytes of one image file (PNG, JPEG, ...) as a (3, size, size) uint8 array (RGB),
+    decoded exactly as :func:`decode_file` decodes the file; ``name`` is the file's name (its
+    suffix picks the PNG fast path) and is used in error messages."""
+    try:
+        with _open(data, name) as image:
+            _check_image(name, image, size, mode)  # from the header: before decoding anything
             image.load()
             rgb = image if image.mode == "RGB" else image.convert("RGB")
             if mode is DecodeMode.RESIZE_CROP:
@@ -87,18 +99,17 @@ def decode_file(path: str, size: int, mode: DecodeMode) -> np.ndarray:
     except DatasetError:
         raise
     except _DECODE_ERRORS as exc:
-        raise DatasetError(f"cannot decode image {path}: {exc}") from None
+        raise DatasetError(f"cannot decode image {name}: {exc}") from None
     return np.ascontiguousarray(pixels.reshape(size, size, 3).transpose(2, 0, 1))
 
 
-def _open(path: str) -> Image.Image:
+def _open(data: bytes, name: str) -> Image.Image:
     # For the 60,000 tiny CIFAR-10 PNGs, per-file overhead is most of the cost: reading the file
     # in one call and going straight to the PNG parser (no format probing) saves about 25%.
-    with open(path, "rb") as handle:
-        data = io.BytesIO(handle.read())
-    if path.lower().endswith(".png"):
-        return PngImagePlugin.PngImageFile(data)
-    return Image.open(data)
+    buffer = io.BytesIO(data)
+    if name.lower().endswith(".png"):
+        return PngImagePlugin.PngImageFile(buffer)
+    return Image.open(buffer)
 
 
 def _check_image(path: str, image: Image.Image, size: int, mode: DecodeMode) -> None:

@@ -246,10 +246,19 @@ def list_pretrained() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / CARD_FILE).is_file())
 
 
-def load_pretrained(name: str = "cifar10_cpu", device: torch.device | str = "cpu") -> nn.Module:
-    """A model shipped inside the package (``scfront/assets/models/<name>/``), eval mode."""
+def pretrained_dir(name: str) -> Path:
+    """The folder of the shipped model ``name`` (``scfront/assets/models/<name>/``).
+
+    Raises:
+        CheckpointError: no shipped model has that name (the message lists those there are).
+    """
     available = list_pretrained()
     if name not in available:
         listed = ", ".join(available) if available else "none are shipped in this installation"
         raise CheckpointError(f"no pretrained model {name!r}; available: {listed}")
-    return load_model(_pretrained_root() / name, device=device)
+    return _pretrained_root() / name
+
+
+def load_pretrained(name: str = "cifar10_cpu", device: torch.device | str = "cpu") -> nn.Module:
+    """A model shipped inside the package (``scfront/assets/models/<name>/``), eval mode."""
+    return load_model(pretrained_dir(name), device=device)

@@ -54,17 +54,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ab.set_defaults(handler=_ablations)
 
     demo = subparsers.add_parser(
-        "demo", help="attack the shipped defended model on a shipped CIFAR-10 sample (offline)",
+        "demo", help="attack a model (default: the shipped defense) on a test sample shipped with scfront (offline)",
         description="Clean accuracy, PGD-Linf 8/255 and APGD-CE 8/255 (BPDA for a defended model) "
-                    "on the CIFAR-10 test sample shipped with scfront; prints a table and the "
-                    "report's path. Needs no dataset and no network.")
+                    "on the test sample shipped with scfront for the model's dataset (CIFAR-10: 200 test "
+                    "images; Imagenette: 150 val images), the first --n-images of it; prints a table "
+                    "and the report's path. Needs no dataset and no network.")
     demo.add_argument("--model", default=None, metavar="NAME_OR_DIR",
                       help="a saved model folder (e.g. written by scfront train) or a shipped model "
                            "name (default: cifar10_cpu)")
     demo.add_argument("--out", type=output_folder, default=None,
                       help="output folder (default: one folder per model and sample size under the "
                            "cache, $SCFRONT_CACHE or ~/.cache/scfront, in demo/)")
-    demo.add_argument("--n-images", type=int, default=None, help="images of the sample (default: 100)")
+    demo.add_argument("--n-images", type=int, default=None, help="images of the sample (default: 100 of the CIFAR-10 sample, 20 of the "
+                           "Imagenette one)")
     add_device_argument(demo)
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
@@ -128,11 +130,9 @@ def _ablations(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from scfront.reproduction.demo import DEMO_IMAGES, DemoSettings, default_demo_dir, format_results, run_demo
+    from scfront.reproduction.demo import DemoSettings, format_results, run_demo
 
-    n_images = args.n_images or DEMO_IMAGES
-    out = args.out if args.out is not None else default_demo_dir(args.model, n_images)
-    settings = DemoSettings(model=args.model, out_dir=out, n_images=n_images,
+    settings = DemoSettings(model=args.model, out_dir=args.out, n_images=args.n_images,
                             device=args.device or "cpu", progress=_progress(args))
     start = time.perf_counter()
     results, report = run_demo(settings)
