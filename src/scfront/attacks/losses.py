@@ -55,8 +55,13 @@ def dlr(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Difference of logits ratio (Croce & Hein 2020, eq. 5), shift and scale invariant.
 
     ``−(z_y − max_{j≠y} z_j) / (z_π1 − z_π3 + 1e−12)`` with ``π`` the logits sorted decreasingly.
-    Needs K ≥ 3 classes.
+    The normaliser needs K ≥ 3 classes; with K = 2 (e.g. the binary models of the binarization
+    test, :mod:`scfront.evaluation.binarization`) there is no third logit and the loss is the
+    plain margin ``−(z_y − z_other)``, as in Zimmermann et al.'s (2022) patch of AutoAttack
+    (``z_π1 − z_π2`` would make the ratio ±1, with no gradient).
     """
+    if z.shape[1] < 3:
+        return -margin(z, y)
     s = _sorted(z)
     return -margin(z, y) / (s[:, 0] - s[:, 2] + 1e-12)
 
@@ -64,11 +69,15 @@ def dlr(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def dlr_targeted(z: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Targeted DLR (Croce & Hein 2020, eq. 6): ``−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 1e−12)``.
 
-    Needs K ≥ 4 classes. ``target``: (N,) int64.
+    ``target``: (N,) int64. The normaliser needs K ≥ 4 classes; with fewer the loss is the plain
+    difference ``−(z_y − z_t)`` (as :func:`dlr` for K = 2; with K = 2 the only target is the
+    other class).
     """
-    s = _sorted(z)
     z_y = z.gather(1, y[:, None]).squeeze(1)
     z_t = z.gather(1, target[:, None]).squeeze(1)
+    if z.shape[1] < 4:
+        return -(z_y - z_t)
+    s = _sorted(z)
     return -(z_y - z_t) / (s[:, 0] - 0.5 * (s[:, 2] + s[:, 3]) + 1e-12)
 
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from scfront.frontend.encoder import Encoder
 from scfront.frontend.frontend import Frontend
+from scfront.models.features import feature_readout
 from scfront.models.inputs import InputSpec, attach_input_check, input_spec
 
 __all__ = ["DefendedModel"]
@@ -50,6 +51,21 @@ class DefendedModel(nn.Module):
     @property
     def encoder(self) -> Encoder:
         return self.frontend.encoder
+
+    @property
+    def readout(self) -> nn.Linear:
+        """The classifier's last layer (the feature hook of :mod:`scfront.models.features`).
+
+        Raises:
+            ConfigError: the classifier does not declare its features and readout.
+        """
+        return feature_readout(self.classifier)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 3, H, W) float in [0, 1] → (B, D): the classifier's features of the frontend's
+        output, so that ``model(x) == model.readout(model.features(x))``."""
+        feature_readout(self.classifier)  # one clear error for a classifier without the hook
+        return self.classifier.features(self.frontend(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 3, H, W) float in [0, 1] → logits (B, num_classes)."""

@@ -88,7 +88,8 @@ class EfficientNet(nn.Module):
         dropout: probability of the dropout before the classifier (0.2 for B0).
         mean, std: input normalisation.
 
-    forward: x (N, 3, H, W) float in [0, 1] -> (N, num_classes) logits.
+    forward: x (N, 3, H, W) float in [0, 1] -> (N, num_classes) logits, ``readout(features(x))``
+    (the feature hook of :mod:`scfront.models.features`; features (N, 1280), after the dropout).
     """
 
     def __init__(self, num_classes: int = 10, stem_stride: int = 2, dropout: float = 0.2,
@@ -108,10 +109,20 @@ class EfficientNet(nn.Module):
         self.dropout = SeededDropout(dropout)
         self.classifier = nn.Linear(1280, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def readout(self) -> nn.Linear:
+        """The last layer (``classifier``), (N, 1280) features -> (N, num_classes) logits."""
+        return self.classifier
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, 3, H, W) in [0, 1] -> (N, 1280): pooled head activations, then the dropout
+        (the identity in eval mode)."""
         out = F.silu(self.stem(self.norm(cpu_channels_last(x))))
         out = F.silu(self.head(self.blocks(out)))
-        return self.classifier(self.dropout(out.mean(dim=(2, 3))))
+        return self.dropout(out.mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
 
 
 @register_model(

@@ -101,7 +101,9 @@ def import_original_resnet32(path: str | Path) -> nn.Module:
 
     Returns:
         "resnet32" from the registry in eval mode; input (N, 3, 32, 32) float in [0, 1]
-        (normalised inside with the CIFAR-10 statistics), output (N, 10) logits.
+        (normalised inside with the CIFAR-10 statistics), output (N, 10) logits. It has the
+        feature hook of :mod:`scfront.models.features`: ``features(x)`` (N, 64), ``readout``
+        the checkpoint's ``linear`` layer.
 
     Raises:
         CheckpointError: missing or corrupt file, not a state_dict, or keys/shapes that differ

@@ -53,7 +53,8 @@ class PreActResNet(nn.Module):
         widths: bottleneck widths per stage (outputs are 4x).
         mean, std: input normalisation (the model takes images in [0, 1]).
 
-    forward: x (N, 3, H, W) float in [0, 1] -> (N, num_classes) logits.
+    forward: x (N, 3, H, W) float in [0, 1] -> (N, num_classes) logits, ``readout(features(x))``
+    (the feature hook of :mod:`scfront.models.features`; features (N, 4·widths[-1])).
     """
 
     def __init__(self, num_classes: int = 10, depths: Sequence[int] = (3, 4, 23, 3),
@@ -77,10 +78,19 @@ class PreActResNet(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
         self.linear = nn.Linear(channels, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def readout(self) -> nn.Linear:
+        """The last layer (``linear``), (N, 4·widths[-1]) features -> (N, num_classes) logits."""
+        return self.linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, 3, H, W) in [0, 1] -> (N, 4·widths[-1]): the globally pooled final activations."""
         out = self.stages(self.conv1(self.norm(cpu_channels_last(x))))
         out = F.relu(self.bn(out))
-        return self.linear(out.mean(dim=(2, 3)))
+        return out.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x))
 
 
 @register_model(

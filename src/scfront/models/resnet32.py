@@ -75,7 +75,9 @@ class MadryResNet(nn.Module):
         stem_dropout: probability of the always-on dropout after the first conv (0: none);
             kept elements are not rescaled, as in the original ablation network.
 
-    forward: x (N, in_channels, H, W) float (images in [0, 1]) -> (N, num_classes) logits.
+    forward: x (N, in_channels, H, W) float (images in [0, 1]) -> (N, num_classes) logits,
+    ``readout(features(x))`` (the feature hook of :mod:`scfront.models.features`: ``features``
+    gives the (N, widths[3]) pooled activations, ``readout`` is ``linear``).
     """
 
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (16, 16, 32, 64),
@@ -100,11 +102,20 @@ class MadryResNet(nn.Module):
         units += [ResidualUnit(out_channels, out_channels) for _ in range(UNITS_PER_BLOCK - 1)]
         return nn.Sequential(*units)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def readout(self) -> nn.Linear:
+        """The last layer (``linear``), (N, widths[3]) features -> (N, num_classes) logits."""
+        return self.linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, in_channels, H, W) -> (N, widths[3]): the globally pooled final activations."""
         out = self.stem_dropout(self.conv1(self.norm(cpu_channels_last(x))))
         out = self.block3(self.block2(self.block1(out)))
         out = F.leaky_relu(self.bn1(out), LEAK)
-        return self.linear(out.mean(dim=(2, 3)))
+        return out.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x))
 
 
 @register_model(
