@@ -117,7 +117,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     site.mkdir()
     (site / f"{FACTORY_MODULE}.py").write_text(
         "from torch import nn\n\n\ndef make():\n"
-        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))\n")
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))\n\n\n"
+        "def make_softmax():\n"  # probabilities instead of logits
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10), nn.Softmax(dim=1))\n\n\n"
+        "def make_five():\n"  # 5 classes for the 10 of CIFAR-10
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 5))\n\n\n"
+        "def make_28():\n"  # built for 28x28 images
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 28 * 28, 10))\n")
     sys.path.insert(0, str(site))
     try:
         yield w
@@ -310,6 +316,15 @@ CLI_CASES: dict[str, Case] = {
     "evaluate-eps-negative": Case(_evaluate("cifar10_cpu", "--eps=-0.1"), ("eps",)),
     "evaluate-unknown-attack": Case(lambda w, d: ["evaluate", "cifar10_cpu", "--attacks", "pgd-linfinity", "--out",
                                                   str(w.root / "eval"), "--data-root", d], ("unknown attack",)),
+    # ---- evaluate: the model's outputs and input size (checked before the data are read) and the checks
+    "evaluate-probabilities": Case(_evaluate(f"{FACTORY_MODULE}:make_softmax"),
+                                   ("probability-outputs", "pass logits, not softmax")),
+    "evaluate-class-count": Case(_evaluate(f"{FACTORY_MODULE}:make_five"),
+                                 ("the model has 5 outputs but the dataset has 10 classes",)),
+    "evaluate-input-size": Case(_evaluate(f"{FACTORY_MODULE}:make_28"),
+                                ("the model fails on images of shape (4, 3, 32, 32)",)),
+    "evaluate-unknown-check": Case(_evaluate("cifar10_cpu", "--checks", "default,nope"), ("unknown check 'nope'",)),
+    "evaluate-check-option": Case(_evaluate("cifar10_cpu", "--checks", "more-steps:steps=80"), ("images=K",)),
     # ---- evaluate-merge: its inputs and its output folder
     "evaluate-merge-missing-shard": Case(lambda w, d: ["evaluate-merge", str(w.root / "no_shard"), "--out",
                                                        str(w.root / "merged")], ("no_shard",)),
@@ -586,8 +601,31 @@ def test_a_factory_model_gets_the_range_check(world: World) -> None:
         model(_X * 255)
 
 
+def _evaluate_api(model: Callable[[], nn.Module] = lambda: _linear(), images: Callable[[], torch.Tensor] | None = None,
+                  **kwargs: Any) -> Callable[[World], Any]:
+    """``scfront.evaluate`` of 4 seeded 32x32 images (uint8 unless ``images``) with labels 0."""
+    def call(w: World) -> Any:
+        import scfront
+
+        x = images() if images else (torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255
+                                     ).round().to(torch.uint8)
+        return scfront.evaluate(model(), x, torch.zeros(4, dtype=torch.int64), kwargs.pop("attacks", "fgsm"),
+                                **kwargs)
+    return call
+
+
 API_CASES: dict[str, tuple[Callable[[World], Any], str, str]] = {
     # (call, exception class name in scfront.errors, fragment)
+    "evaluate-api-probabilities": (_evaluate_api(lambda: nn.Sequential(_linear(), nn.Softmax(dim=1))),
+                                   "ConfigError", "pass logits, not softmax"),
+    "evaluate-api-class-count": (_evaluate_api(n_classes=100), "ConfigError", "10 outputs but the dataset has 100"),
+    "evaluate-api-0-255-floats": (_evaluate_api(images=lambda: torch.full((4, 3, 32, 32), 200.0)), "InputError",
+                                  "divide by 255"),
+    "evaluate-api-not-8-bit": (_evaluate_api(images=lambda: torch.full((4, 3, 32, 32), 0.3)), "InputError",
+                               "8-bit values k/255"),
+    "evaluate-api-norm-mismatch": (_evaluate_api(attacks="pgd-linf", norm="L2", eps=0.5), "ConfigError",
+                                   "another norm"),
+    "evaluate-api-unknown-check": (_evaluate_api(checks="default,nope"), "ConfigError", "unknown check 'nope'"),
     "load-unknown-name": (lambda w: __import__("scfront").load("nosuch"), "ConfigError", "unknown model"),
     "load-pickled-module": (lambda w: __import__("scfront").load(w.paths["module_pt"]), "CheckpointError",
                             "torch.save(model.state_dict(), PATH)"),

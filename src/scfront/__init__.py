@@ -15,7 +15,7 @@ from scfront.version import __version__
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["__version__", "defend", "load", "load_pretrained"]
+__all__ = ["__version__", "defend", "evaluate", "load", "load_pretrained"]
 
 
 def load(spec: str | Path, **kwargs: Any) -> "nn.Module":
@@ -41,6 +41,20 @@ def defend(classifier: "nn.Module", **settings: Any) -> "nn.Module":
     from scfront.models.custom import defend as _defend
 
     return _defend(classifier, **settings)
+
+
+def evaluate(model: "nn.Module | str | Path", images: Any, labels: Any, attacks: Any = "@autoattack",
+             **kwargs: Any) -> Any:
+    """Attack ``model`` (an ``nn.Module`` or anything :func:`load` accepts) on ``images``
+    ((N, C, H, W) uint8, or float in [0, 1]) with labels (N,), and return the typed results
+    (:class:`scfront.evaluation.api.Evaluation`: clean, per-attack and worst-case accuracy,
+    per-example ``broken_by``, checks, seconds). Keyword arguments (``eps=8/255``,
+    ``norm="Linf"``, ``out=None``, ``checks``, ``device``, ...) are those of
+    :func:`scfront.evaluation.api.evaluate`.
+    """
+    from scfront.evaluation.api import evaluate as _evaluate
+
+    return _evaluate(model, images, labels, attacks, **kwargs)
 
 
 def load_pretrained(name: str = "cifar10_cpu", **kwargs: Any) -> "nn.Module":

@@ -1,9 +1,11 @@
-"""The gradient-masking checks, generated from their registry: every registered check runs on a
-tiny model and gives a verdict, and every one has a case it fails (a new check without one fails
-these tests until a case is added to FAILING)."""
+"""The self-checks, generated from their registry: every registered check runs on a tiny model and
+gives a verdict, and every one has a case it fails (a new check without one fails these tests
+until a case is added to FAILING); the selection of checks, their budgets, the pre-attack
+validation and the reuse of the evaluation's own attack runs."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,11 +16,13 @@ from torch import nn
 
 from scfront.attacks.blackbox import StartPool
 from scfront.dictionary.core import Dictionary
+from scfront.errors import ConfigError, InputError
 from scfront.evaluation.checks import (BLACKBOX_NOISE, NOT_RUN, Check, CheckInputs, ModelCheck, ResultsCheck,
-                                       Verdict, available_checks, check_class, create_checks, judge_checks,
-                                       register_check)
+                                       Verdict, available_checks, check_class, count_gradient_calls, create_checks,
+                                       default_checks, judge_checks, register_check, resolve_selection,
+                                       validate_model)
 from scfront.evaluation.protocol import evaluate
-from scfront.evaluation.results import AttackOutcome, Collected, collect
+from scfront.evaluation.results import AttackOutcome, Collected, collect, stored_runs
 from scfront.evaluation.runner import EvalData
 from scfront.evaluation.spec import AttackSpec, EvalSpec
 from scfront.evaluation.state import StateStore
@@ -27,6 +31,32 @@ from scfront.frontend.encoder import Encoder
 
 CHECK_IMAGES = 16
 SUITE = ["pgd-linf:eps=0.05:steps=5", "square:eps=0.05:queries=40"]
+
+
+class _Softmax(nn.Module):
+    """Outputs probabilities instead of logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).softmax(dim=1)
+
+
+class _Purifying(nn.Module):
+    """A dynamic defense: one signed-gradient step on its input (lowering an energy) before ``mlp``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # also under inference mode (the evaluation's gradient-free passes): a normal copy of x
+        with torch.inference_mode(False), torch.enable_grad():
+            xr = x.detach().clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.net(xr).logsumexp(dim=1).sum(), xr)
+        return self.net((x - 0.01 * grad.sign()).clamp(0, 1))
 
 
 class _Noisy(nn.Module):
@@ -59,8 +89,10 @@ def _images(n: int = 64, seed: int = 3) -> torch.Tensor:
     return (torch.rand(n, 3, 8, 8, generator=gen) * 255).round().to(torch.uint8)
 
 
-def _evaluated(out: Path, model: nn.Module, items: list[str]) -> tuple[CheckInputs, Collected]:
-    """(check inputs, collected results) of ``model`` evaluated with ``items`` on 16 images."""
+def _evaluated(out: Path, model: nn.Module, items: list[str], reuse: bool = False,
+               n_classes: int | None = None) -> tuple[CheckInputs, Collected]:
+    """(check inputs, collected results) of ``model`` evaluated with ``items`` on 16 images;
+    ``reuse``: the inputs carry the evaluation's stored attack runs (as in an evaluation)."""
     pool = _images()
     with torch.no_grad():
         labels = model(pool.float() / 255).argmax(1)
@@ -68,7 +100,9 @@ def _evaluated(out: Path, model: nn.Module, items: list[str]) -> tuple[CheckInpu
     attacks = build_suite(items)
     evaluate(model, data, attacks, out, starts=StartPool(pool), batch_size=8, checks=False, progress=False)
     x, y = data.batch(slice(0, CHECK_IMAGES), torch.device("cpu"))
-    return CheckInputs(model, x, y, tuple(attacks), seed=0), collect(out)
+    col = collect(out)
+    stored = stored_runs(out, col.spec, CHECK_IMAGES) if reuse else {}
+    return CheckInputs(model, x, y, tuple(attacks), seed=0, n_classes=n_classes, stored=stored), col
 
 
 def _verdict(check: Check, inputs: CheckInputs, col: Collected) -> Verdict:
@@ -87,6 +121,21 @@ def masked(tmp_path_factory: pytest.TempPathFactory) -> tuple[CheckInputs, Colle
 
 
 # --------------------------------------------------------------------------- the failing cases
+def _fails_probability_outputs(tmp: Path, masked: Any) -> Verdict:
+    inputs, col = _evaluated(tmp, mlp(), ["fgsm:eps=0.05"])
+    return _verdict(check_class("probability-outputs")(), dataclasses.replace(inputs, model=_Softmax()), col)
+
+
+def _fails_class_count(tmp: Path, masked: Any) -> Verdict:
+    inputs, col = _evaluated(tmp, mlp(), ["fgsm:eps=0.05"], n_classes=100)
+    return _verdict(check_class("class-count")(), inputs, col)
+
+
+def _fails_dynamic(tmp: Path, masked: Any) -> Verdict:
+    inputs, col = _evaluated(tmp, _Purifying(), ["fgsm:eps=0.05"])
+    return _verdict(check_class("dynamic")(), inputs, col)
+
+
 def _fails_large_eps(tmp: Path, masked: Any) -> Verdict:
     return _verdict(check_class("large-eps")(), *masked)
 
@@ -101,9 +150,9 @@ def _fails_gradients_nonzero(tmp: Path, masked: Any) -> Verdict:
     return _verdict(check_class("gradients-nonzero")(), *masked)
 
 
-def _fails_deterministic(tmp: Path, masked: Any) -> Verdict:
+def _fails_randomness(tmp: Path, masked: Any) -> Verdict:
     inputs, col = _evaluated(tmp, _Noisy(), ["pgd-linf:eps=0.05:steps=2"])
-    return _verdict(check_class("deterministic")(), inputs, col)
+    return _verdict(check_class("randomness")(), inputs, col)
 
 
 def _fails_blackbox_vs_whitebox(tmp: Path, masked: Any) -> Verdict:
@@ -117,10 +166,13 @@ def _fails_bpda_variants(tmp: Path, masked: Any) -> Verdict:
 
 
 FAILING: dict[str, Callable[[Path, Any], Verdict]] = {
+    "probability-outputs": _fails_probability_outputs,
+    "class-count": _fails_class_count,
+    "randomness": _fails_randomness,
+    "dynamic": _fails_dynamic,
     "large-eps": _fails_large_eps,
     "more-steps": _fails_more_steps,
     "gradients-nonzero": _fails_gradients_nonzero,
-    "deterministic": _fails_deterministic,
     "blackbox-vs-whitebox": _fails_blackbox_vs_whitebox,
     "bpda-variants": _fails_bpda_variants,
 }
@@ -148,14 +200,16 @@ def test_check_fails_its_failing_case(name: str, tmp_path: Path, masked: Any) ->
 def test_the_plain_model_passes_every_applicable_check(plain: Any) -> None:
     for check in create_checks():
         verdict = _verdict(check, *plain)
-        if check.name in ("large-eps", "gradients-nonzero", "deterministic"):
+        if check.name in ("probability-outputs", "class-count", "randomness", "dynamic", "large-eps",
+                          "gradients-nonzero"):
             assert verdict.passed, verdict.detail
     assert _verdict(check_class("bpda-variants")(), *plain).values == {"applicable": False}
 
 
 def test_registry_order_and_errors() -> None:
-    assert available_checks() == ["large-eps", "more-steps", "gradients-nonzero", "deterministic",
-                                  "blackbox-vs-whitebox", "bpda-variants"]
+    assert available_checks()[:9] == ["probability-outputs", "class-count", "randomness", "dynamic",
+                                      "gradients-nonzero", "large-eps", "more-steps", "blackbox-vs-whitebox",
+                                      "bpda-variants"]
     with pytest.raises(TypeError, match="registered twice"):
         @register_check
         class Again(ModelCheck):  # noqa: F841 - the decorator raises
@@ -177,7 +231,8 @@ def test_registry_order_and_errors() -> None:
 def test_a_check_not_stored_yet_is_reported_as_not_run(tmp_path: Path, plain: Any) -> None:
     _, col = plain
     verdicts = judge_checks(col, StateStore(tmp_path))  # an empty folder: no model check stored
-    for check in create_checks():
+    assert list(verdicts) == default_checks()  # no stored selection: the default checks
+    for check in create_checks(default_checks()):
         if isinstance(check, ModelCheck):
             assert verdicts[check.name] == {"passed": False, "detail": NOT_RUN}
         else:
@@ -233,6 +288,152 @@ def test_blackbox_check_compares_across_columns() -> None:
 
 
 def test_bpda_variants_pass_when_the_suite_is_as_strong(tmp_path: Path) -> None:
-    inputs, col = _evaluated(tmp_path, _frontend(), ["pgd-linf:eps=0.3:steps=20"])
-    verdict = _verdict(check_class("bpda-variants")(), inputs, col)
-    assert verdict.passed and verdict.values["applicable"] and len(verdict.values["variants"]) == 6
+    inputs, col = _evaluated(tmp_path, _frontend(), ["pgd-linf:eps=0.3:steps=20"], reuse=True)
+    check = check_class("bpda-variants")()
+    record = check.run(inputs)
+    # the model's own rule (the paper's 30, 4) is the suite's PGD: not run again
+    assert record["skipped"] == [{"top_u": 30, "steepness": 4.0}] and len(record["variants"]) == 5
+    verdict = check.verdict(record, col)
+    assert verdict.passed and verdict.values["applicable"] and set(verdict.values["broken"].values()) == {0}
+    assert "is the suite's own rule" in verdict.detail
+
+
+def test_bpda_variants_attack_only_what_the_suite_left_robust(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the evaluation's runs stored, the variants attack only the images no attack broke;
+    the verdict is the same as when they attack every correctly classified image."""
+    from scfront.attacks.pgd import PGDLinf
+
+    items = ["pgd-linf:eps=0.3:steps=1:step_size=0.0001"]
+    check = check_class("bpda-variants")()
+    reused, col = _evaluated(tmp_path / "a", _frontend(), items, reuse=True)
+    fresh, _ = _evaluated(tmp_path / "b", _frontend(), items)
+    attacked: list[int] = []
+    call = PGDLinf.__call__
+
+    def counting(self: Any, model: nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        attacked.append(int(x.shape[0]))
+        return call(self, model, x, *args, **kwargs)
+
+    monkeypatch.setattr(PGDLinf, "__call__", counting)
+    a = check.verdict(check.run(reused), col)
+    on_reused = sum(attacked)
+    attacked.clear()
+    b = check.verdict(check.run(fresh), col)
+    suite_robust = int((col.broken_by()[:CHECK_IMAGES] == -1).sum())
+    assert on_reused == len(a.values["broken"]) * suite_robust < sum(attacked)
+    assert a.values == b.values and not a.passed
+
+
+# --------------------------------------------------------------------------- selection and budgets
+def test_selection_defaults_names_budgets_and_errors() -> None:
+    defaults = default_checks()
+    assert "bpda-variants" not in defaults and "randomness" in defaults  # declared on the class
+    assert not check_class("bpda-variants").default and check_class("large-eps").default
+    assert list(resolve_selection(True, 100)) == defaults and resolve_selection(False, 100) == {}
+    everything = resolve_selection("all", 100)
+    assert list(everything) == available_checks()
+    for name, images in everything.items():
+        budget = check_class(name).budget
+        assert images == min(budget or 100, 100)
+    assert resolve_selection("default,bpda-variants", 100)["bpda-variants"] == check_class("bpda-variants").budget
+    assert resolve_selection(["more-steps:images=60", "large-eps"], 50) == {"large-eps": 20, "more-steps": 50}
+    assert resolve_selection("dynamic", 2) == {"dynamic": 2}  # capped by check_images
+    with pytest.raises(ConfigError, match="unknown check"):
+        resolve_selection("more-step", 100)
+    for bad in ("more-steps:images=0", "more-steps:steps=3", "more-steps:images"):
+        with pytest.raises(ConfigError, match="images=K"):
+            resolve_selection(bad, 100)
+    with pytest.raises(ConfigError, match="check_images"):
+        resolve_selection(True, 0)
+
+
+def test_an_evaluation_runs_its_selection_with_budgets_and_seconds(tmp_path: Path) -> None:
+    model = mlp()
+    pool = _images()
+    with torch.no_grad():
+        labels = model(pool.float() / 255).argmax(1)
+    data = EvalData(torch.arange(CHECK_IMAGES), pool[:CHECK_IMAGES].clone(), labels[:CHECK_IMAGES].clone())
+    attacks = build_suite(["pgd-linf:eps=0.05:steps=3"])
+    out = tmp_path / "e"
+    results = evaluate(model, data, attacks, out, batch_size=8, checks="randomness:images=5,more-steps",
+                       check_images=12, progress=False)
+    assert list(results["checks"]) == ["randomness", "more-steps"]
+    assert "on 5 images" in results["checks"]["randomness"]["detail"]
+    assert "of 12 images" in results["checks"]["more-steps"]["detail"]  # its budget, 20, capped at 12
+    for entry in results["checks"].values():
+        assert entry["seconds"] >= 0 and list(entry)[-2:] == ["seconds", "detail"]
+    assert results["check_seconds"] == pytest.approx(sum(c["seconds"] for c in results["checks"].values()))
+    assert results["attack_seconds"] == pytest.approx(sum(a["seconds"] for a in results["attacks"]))
+    report = (out / "report.md").read_text()
+    assert "| randomness | yes |" in report and "checks " in report and "Time:" in report
+    # the same folder with another selection: the attacks are kept, only the new check runs
+    again = evaluate(model, data, attacks, out, batch_size=8, checks="dynamic", check_images=12, progress=False)
+    assert list(again["checks"]) == ["dynamic"] and again["attacks"] == results["attacks"]
+
+
+# --------------------------------------------------------------------------- before the attacks
+def test_validation_before_any_attack_refuses_probabilities_and_class_counts(tmp_path: Path) -> None:
+    pool = _images()
+    x, y = pool[:8].float() / 255, torch.zeros(8, dtype=torch.int64)
+    attacks = build_suite(["fgsm:eps=0.05"])
+    validate_model(mlp(), x, y, attacks, n_classes=10)  # logits, 10 classes: fine
+    with pytest.raises(ConfigError, match="pass logits, not softmax"):
+        validate_model(_Softmax(), x, y, attacks, n_classes=10)
+    with pytest.raises(ConfigError, match="10 outputs but the dataset has 3 classes"):
+        validate_model(mlp(), x, y, attacks, n_classes=3)
+    with pytest.raises(ConfigError, match="labels go up to 12"):
+        validate_model(mlp(), x, torch.full((8,), 12), attacks)
+    three = nn.Sequential(mlp(), nn.Linear(10, 3))
+    with pytest.raises(ConfigError, match="apgd-t needs at least 4"):
+        validate_model(three, x, y, build_suite(["apgd-t"]), n_classes=3)
+    with pytest.raises(InputError, match="fails on images of shape"):
+        validate_model(mlp(), pool[:4].float().div(255)[:, :, :4, :4], y[:4], attacks)
+    # in an evaluation the error comes before anything is written
+    data = EvalData(torch.arange(8), pool[:8].clone(), y)
+    with pytest.raises(ConfigError, match="pass logits"):
+        evaluate(_Softmax(), data, attacks, tmp_path / "e", checks=False, progress=False)
+    assert not (tmp_path / "e").exists()
+
+
+def test_the_dynamic_check_counts_gradient_calls_and_restores_the_profiler() -> None:
+    seen: list[str] = []
+
+    def outer(frame: Any, event: str, arg: Any) -> None:
+        seen.append(event)
+
+    import sys
+
+    x = _images(4).float() / 255
+    previous = sys.getprofile()
+    sys.setprofile(outer)
+    try:
+        assert count_gradient_calls(lambda: _Purifying()(x)) == 1
+        assert count_gradient_calls(lambda: mlp()(x)) == 0
+        assert count_gradient_calls(lambda: mlp()(x.requires_grad_(True)).sum().backward()) == 1
+        restored = sys.getprofile()
+    finally:
+        sys.setprofile(previous)
+    assert restored is outer
+
+
+# --------------------------------------------------------------------------- more-steps reuses the run
+def test_more_steps_continues_the_evaluation_run_and_agrees_with_running_it_again(tmp_path: Path) -> None:
+    items = ["pgd-linf:eps=0.3:steps=1:step_size=0.05:random_start=false"]
+    check = check_class("more-steps")()
+    reused, col = _evaluated(tmp_path / "a", mlp(), items, reuse=True)
+    fresh, _ = _evaluated(tmp_path / "b", mlp(), items)
+    a, b = check.run(reused), check.run(fresh)
+    assert a["reused"] and not b["reused"] and a["continued"] and b["continued"]
+    assert {k: v for k, v in a.items() if k != "reused"} == {k: v for k, v in b.items() if k != "reused"}
+    # the evaluation's own run: its robust images are the stored ones
+    assert a["robust_1x"] == int((col.broken_by()[:CHECK_IMAGES] == -1).sum())
+    assert "the evaluation's run continued" in check.verdict(a, col).detail
+
+
+def test_more_steps_reruns_an_attack_it_cannot_continue_on_what_it_left_robust(tmp_path: Path) -> None:
+    inputs, col = _evaluated(tmp_path, mlp(), ["apgd-ce:eps=0.05:steps=2"], reuse=True)
+    record = check_class("more-steps")().run(inputs)
+    assert record["attack"] == "apgd-ce" and record["reused"] and not record["continued"]
+    assert record["robust_2x"] <= record["robust_1x"] == int((col.broken_by()[:CHECK_IMAGES] == -1).sum())
+

@@ -8,6 +8,7 @@ import pytest
 
 from scfront.attacks import available_attacks
 from scfront.cli import build_parser, main
+from scfront.evaluation.results import without_timings
 
 
 def test_help_documents_every_attack_and_option(capsys):
@@ -18,7 +19,7 @@ def test_help_documents_every_attack_and_option(capsys):
         assert f"  {name} " in text, name
     for option in ("--attacks", "--n-images", "--out", "--subset-seed", "--eps", "--steps", "--restarts",
                    "--top-u", "--steepness", "--batch-size", "--device", "--no-cascade", "--shard",
-                   "--checks", "--no-checks"):
+                   "--checks", "--no-checks", "--check-images"):
         assert option in text, option
     assert "steps=25000" in text  # defaults come from the registry
     assert "@autoattack" in text and "@long" in text
@@ -70,11 +71,7 @@ def test_evaluate_shards_and_merge_on_the_original_checkpoint(tmp_path, data_roo
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
     merged = json.loads((tmp_path / "m" / "results.json").read_text())
     assert whole["model"] == "resnet32_natural.pt" and whole["n_images"] == 6
-    for r in (whole, merged):
-        r.pop("clean_seconds")
-        for a in r["attacks"]:
-            a.pop("seconds")
-    assert whole == merged
+    assert without_timings(whole) == without_timings(merged)
     # the subset is the contract's randperm(len(test), seed 0)[:N]
     import torch
 
@@ -113,3 +110,38 @@ def test_columns_on_the_command_line(tmp_path, capsys, data_root):
     assert "not both and not neither" in capsys.readouterr().err
     assert main(base) == 2
     assert "not both and not neither" in capsys.readouterr().err
+
+
+def test_checks_are_selected_by_name_or_turned_off_on_the_command_line(tmp_path, capsys, data_root):
+    """The shipped model on 4 real images: --checks picks checks (with their own image counts),
+    --no-checks runs none; the report states the seconds of the attacks and of each check."""
+    common = ["evaluate", "cifar10_cpu", "--data-root", str(data_root), "--attacks", "fgsm", "--n-images", "4",
+              "--no-progress"]
+    assert main(common + ["--checks", "probability-outputs,class-count,randomness:images=2,dynamic",
+                          "--out", str(tmp_path / "some")]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((tmp_path / "some" / "results.json").read_text())
+    assert list(results["checks"]) == ["probability-outputs", "class-count", "randomness", "dynamic"]
+    assert all(c["passed"] for c in results["checks"].values()), results["checks"]
+    assert "5 forward passes on 2 images agree" in results["checks"]["randomness"]["detail"]
+    assert "check dynamic: passed (" in printed and "attacks " in printed and "checks " in printed
+    assert "| dynamic | yes |" in (tmp_path / "some" / "report.md").read_text()
+    assert main(common + ["--no-checks", "--out", str(tmp_path / "none")]) == 0
+    assert json.loads((tmp_path / "none" / "results.json").read_text())["checks"] == {}
+    assert main(common + ["--checks", "more-step", "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown check 'more-step'" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_help_lists_every_check_with_its_budget_and_whether_it_is_default(capsys):
+    from scfront.evaluation.checks import available_checks, check_class
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    import re
+
+    for name in available_checks():
+        cls = check_class(name)
+        kind = "default" if cls.default else "opt-in"
+        images = "the results" if cls.from_results else (f"{cls.budget} images" if cls.budget else "all check images")
+        assert re.search(rf"^  {re.escape(name)} +\[{kind}, {images}", text, re.MULTILINE), name

@@ -25,6 +25,7 @@ from scfront.attacks.blackbox.stored import load_adversarials
 from scfront.data import load_cifar10
 from scfront.data.select import eval_subset_indices
 from scfront.evaluation.protocol import evaluate, merge
+from scfront.evaluation.results import without_timings
 from scfront.evaluation.runner import EvalData
 from scfront.evaluation.spec import Shard
 from scfront.evaluation.suite import build_suite
@@ -62,8 +63,8 @@ def _evaluate(model: nn.Module, data: EvalData, out: Path, batch_size: int, shar
 
 
 def _without_timings_and_batching(results: dict) -> dict:
-    out = {k: v for k, v in results.items() if k not in ("clean_seconds", "batch_size")}
-    out["attacks"] = [{k: v for k, v in a.items() if k != "seconds"} for a in results["attacks"]]
+    out = without_timings(results)
+    out.pop("batch_size")
     return out
 
 

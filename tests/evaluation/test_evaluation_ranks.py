@@ -27,8 +27,8 @@ sys.exit(main(["evaluate", *args, "--out", os.path.join(base, "rank" + os.enviro
 def _comparable(results: dict) -> dict:
     """results.json without the wall times, which differ from run to run."""
     results = dict(results)
-    results.pop("clean_seconds", None)
-    results.pop("seconds", None)
+    for key in ("clean_seconds", "attack_seconds", "check_seconds", "seconds"):
+        results.pop(key, None)
     results["attacks"] = [{k: v for k, v in a.items() if k != "seconds"} for a in results["attacks"]]
     return results
 

@@ -16,6 +16,7 @@ from scfront.attacks.blackbox.stored import load_adversarials
 from scfront.errors import ConfigError
 from scfront.evaluation import runner
 from scfront.evaluation.protocol import evaluate, merge
+from scfront.evaluation.results import without_timings
 from scfront.evaluation.runner import EvalData
 from scfront.evaluation.spec import Shard
 from scfront.evaluation.suite import build_suite
@@ -42,9 +43,7 @@ def _run(out, model=None, items=SUITE, **kwargs):
 
 def _comparable(results: dict) -> dict:
     """Everything except wall-clock timings."""
-    out = {k: v for k, v in results.items() if k != "clean_seconds"}
-    out["attacks"] = [{k: v for k, v in a.items() if k != "seconds"} for a in results["attacks"]]
-    return out
+    return without_timings(results)
 
 
 @pytest.fixture(scope="module")
@@ -186,11 +185,12 @@ def test_checks_pass_on_a_plain_model_and_fail_on_a_masked_one(tmp_path):
     items = ["pgd-linf:eps=0.05:steps=5:step_size=0.02", "square:eps=0.05:queries=40"]
     plain = _run(tmp_path / "plain", items=items, checks=True)["checks"]
     assert plain["gradients-nonzero"]["passed"] and plain["large-eps"]["passed"]
-    assert plain["deterministic"]["passed"]
-    assert plain["bpda-variants"]["detail"].startswith("not applicable")
+    assert plain["randomness"]["passed"] and plain["dynamic"]["passed"]
+    assert plain["probability-outputs"]["passed"] and plain["class-count"]["passed"]
+    assert "bpda-variants" not in plain  # opt-in
     masked = _run(tmp_path / "masked", model=Quantized(), items=items, checks=True)["checks"]
-    assert set(masked) == {"large-eps", "more-steps", "gradients-nonzero", "deterministic",
-                           "blackbox-vs-whitebox", "bpda-variants"}
+    assert list(masked) == ["probability-outputs", "class-count", "randomness", "dynamic", "gradients-nonzero",
+                            "large-eps", "more-steps", "blackbox-vs-whitebox"]
     assert not masked["gradients-nonzero"]["passed"]
     assert not masked["large-eps"]["passed"]
     assert not masked["blackbox-vs-whitebox"]["passed"], masked["blackbox-vs-whitebox"]["detail"]

@@ -10,20 +10,29 @@ scales the step with it. ``step_size`` sets an absolute step instead.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
+from scfront.attacks.base import AttackResult, FixedBudgetAttack
 from scfront.attacks.gradient import GradientAttack
 from scfront.attacks.losses import CW_KAPPA, Loss, LossFn, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
+from scfront.attacks.threat import ThreatModel
 from scfront.attacks.validate import number
+from scfront.errors import InputError
+from scfront.frontend.encoder import use_bpda
 from scfront.sampling import Randomness
 from scfront.validate import positive_int, to_enum
+
+if TYPE_CHECKING:
+    from scfront.attacks.blackbox.starts import StartPool
+    from scfront.frontend.bpda import BPDA
 
 __all__ = ["PGD", "PGDLinf", "CWLinf", "PGDL2", "PGDL1", "EOTPGDLinf", "Projection"]
 
@@ -90,6 +99,24 @@ class PGD(GradientAttack):
         x_adv = self.threat.random_start(x, generator) if self.random_start else x.clone()
         return self.ascend(model, x, y, x_adv)
 
+    def continue_from(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      points: torch.Tensor) -> AttackResult:
+        """``steps`` more steps from ``points``, where an earlier run of this attack stopped.
+
+        For a deterministic model, a run of this attack that left ``points`` robust (after its
+        last step) followed by this call computes the same iterates as one run with twice the
+        steps (restarts 1): the check ``more-steps`` extends the evaluation's own run this way
+        instead of repeating it. Called like the attack (eval mode, frozen parameters, this
+        attack's BPDA rules, the result projected onto the ball and checked on the model).
+
+        Args:
+            x: (N, C, H, W) float in [0, 1], the clean images. y: (N,) int64 labels.
+            points: (N, C, H, W), the earlier run's points (inside the ball around ``x``).
+        Returns:
+            :class:`~scfront.attacks.base.AttackResult` of the continued run.
+        """
+        return _Continuation(self, points)(model, x, y)
+
     def ascend(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, *,
                loss_fn: LossFn | None = None, keep_first: bool = True) -> torch.Tensor:
         """The PGD iterations from ``start``: ``steps`` steps inside the ball around ``x``.
@@ -136,6 +163,37 @@ class PGD(GradientAttack):
             x_adv = back(x_adv + step_size * self.direction(grad, x_adv), centre)
         out[active] = x_adv
         return out
+
+
+class _Continuation(FixedBudgetAttack):
+    """:meth:`PGD.ascend` of ``attack`` from fixed ``points`` behind the attacks' public call."""
+
+    name: ClassVar[str] = "pgd-continuation"
+
+    def __init__(self, attack: PGD, points: torch.Tensor) -> None:
+        self.attack, self.points = attack, points.detach()
+
+    @property
+    def threat(self) -> ThreatModel:
+        return self.attack.threat
+
+    @property
+    def eot_samples(self) -> int:
+        return self.attack.eot_samples
+
+    @property
+    def bpda(self) -> BPDA | None:
+        return self.attack.bpda
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            generator: Randomness, starts: StartPool | None = None) -> torch.Tensor:
+        if self.points.shape != x.shape:
+            raise InputError(f"{self.attack.name}: {tuple(self.points.shape)} points to continue from for "
+                             f"images of shape {tuple(x.shape)}")
+        start = self.threat.project(self.points.to(x.device, x.dtype), x)
+        rules = contextlib.nullcontext() if self.bpda is None else use_bpda(model, self.bpda)
+        with rules:
+            return self.attack.ascend(model, x, y, start)
 
 
 @register_attack

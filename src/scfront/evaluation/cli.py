@@ -50,6 +50,25 @@ def attack_help() -> str:
     for name, (items, description) in SUITES.items():
         lines.append(f"  @{name:<14} {', '.join(items)}")
         lines.append(textwrap.fill(description, width=96, initial_indent=" " * 18, subsequent_indent=" " * 18))
+    return "\n".join(lines + ["", check_help()])
+
+
+def check_help() -> str:
+    """One entry per registered self-check: its name, default or opt-in, images, first docstring line."""
+    import textwrap
+
+    from scfront.evaluation.checks import available_checks, check_class
+
+    lines = ["self-checks (--checks LIST; 'before attacks': a failure stops the evaluation first):"]
+    for name in available_checks():
+        cls = check_class(name)
+        summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        kind = "default" if cls.default else "opt-in"
+        images = ("the results" if cls.from_results else
+                  "all check images" if cls.budget is None else f"{cls.budget} images")
+        when = ", before attacks" if cls.before_attacks else ""
+        lines.append(f"  {name:<21} [{kind}, {images}{when}]")
+        lines.append(textwrap.fill(summary, width=96, initial_indent=" " * 23, subsequent_indent=" " * 23))
     return "\n".join(lines)
 
 
@@ -121,10 +140,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run every attack on every correctly classified point (standalone accuracies)")
     p.add_argument("--shard", default="0/1", metavar="i/n",
                    help="compute only batches b with b %% n == i (default: 0/1, everything)")
-    p.add_argument("--checks", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the gradient-masking checks (default: on)")
+    p.add_argument("--checks", default="default", metavar="LIST",
+                   help="comma-separated self-checks to run: names, NAME:images=K (its own number of "
+                        "images), 'default' (the default checks) or 'all'; e.g. --checks "
+                        "default,more-steps:images=100 (default: the default checks; see the list below)")
+    p.add_argument("--no-checks", action="store_true",
+                   help="run no self-check (the model is still validated before any attack: it must "
+                        "take the images and return logits, one per class)")
     p.add_argument("--check-images", type=int, default=100,
-                   help="images the checks run on: the first of the subset (default: 100)")
+                   help="images the checks may use: the first of the subset; each check uses at most "
+                        "its own budget of them (default: 100)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=_evaluate)
 
@@ -142,13 +167,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_commands(subparsers)  # evaluate-compare, evaluate-repredict
 
 
+def _image_size(args: argparse.Namespace) -> int:
+    """Side of the test images: CIFAR-10's 32, Imagenette's --image-size (default 160)."""
+    return 32 if args.dataset == "cifar10" else (args.image_size or 160)
+
+
+def _suite_attacks(attacks: Any) -> list[Any]:
+    """The attacks of a suite or of {column: attacks}, in order."""
+    return [a for column in attacks.values() for a in column] if isinstance(attacks, dict) else list(attacks)
+
+
+def _validate_on_probe(model: Any, args: argparse.Namespace, device: Any, attacks: list[Any],
+                       validate: Any) -> None:
+    """``validate`` (:func:`~scfront.evaluation.checks.validate_model`) on 4 seeded uniform images
+    of the dataset's shape, label 0, with the dataset's class count."""
+    import torch
+
+    from scfront.data.layout import CIFAR10_CLASSES, IMAGENETTE_CLASSES
+
+    size = _image_size(args)
+    classes = len(CIFAR10_CLASSES if args.dataset == "cifar10" else IMAGENETTE_CLASSES)
+    probe = torch.rand((4, 3, size, size), generator=torch.Generator().manual_seed(0)).to(device)
+    validate(model, probe, torch.zeros(4, dtype=torch.int64, device=device), attacks, classes)
+
+
 def _load_test_set(args: argparse.Namespace) -> Any:
     from scfront.cli_options import resolve_data_root
     from scfront.config import DataConfig, DatasetName
     from scfront.data import load_dataset
 
     root = resolve_data_root(args.data_root)
-    size = 32 if args.dataset == "cifar10" else (args.image_size or 160)
+    size = _image_size(args)
     return load_dataset(DataConfig(dataset=DatasetName(args.dataset), image_size=size), root, "test")
 
 
@@ -164,7 +213,10 @@ def _print_results(results: dict[str, Any], out: Path) -> None:
         print(f"  column {label}: {100 * c['accuracy']:.2f} %")
     print(f"worst case {100 * results['worst_case_accuracy']:.2f} %")
     for name, check in results["checks"].items():
-        print(f"  check {name}: {'passed' if check['passed'] else 'FAILED'} - {check['detail']}")
+        seconds = f" ({check['seconds']:.1f} s)" if "seconds" in check else ""
+        print(f"  check {name}: {'passed' if check['passed'] else 'FAILED'}{seconds} - {check['detail']}")
+    if results["checks"]:
+        print(f"attacks {results['attack_seconds']:.1f} s, checks {results['check_seconds']:.1f} s")
     print(f"results in {out}")
 
 
@@ -173,6 +225,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from scfront.data import eval_subset_indices
     from scfront.errors import ConfigError
     from scfront.distributed import launched, setup, teardown
+    from scfront.evaluation.checks import resolve_selection, validate_model
     from scfront.evaluation.protocol import evaluate, finalize
     from scfront.evaluation.ranks import TIMEOUT, send_units_to_rank0
     from scfront.evaluation.runner import EvalData
@@ -191,6 +244,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                           "(see scfront evaluate --help)")
     if args.batch_size < 1 or args.check_images < 1:
         raise ConfigError("--batch-size and --check-images must be >= 1")
+    resolve_selection(args.checks, args.check_images)  # unknown check names are refused before any work
+    checks = [] if args.no_checks else args.checks
     # the attacks first: a bad attack list or radius is refused before the model and data are read
     overrides = {"eps": None if args.eps is None else parse_value(args.eps), "steps": args.steps,
                  "restarts": args.restarts, "top_u": args.top_u, "steepness": args.steepness,
@@ -206,6 +261,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = ctx.device
     spec = resolve_spec(args.model)
     model = load(spec, weights=args.weights, device=device)
+    # the model is validated on probe images of the dataset's shape before the data are read,
+    # and again on the real images before any attack (scfront.evaluation.protocol)
+    _validate_on_probe(model, args, device, _suite_attacks(attacks), validate_model)
     test = _load_test_set(args)
     index = eval_subset_indices(len(test), args.n_images, args.subset_seed)
     data = EvalData(index, test.images[index], test.labels[index])
@@ -213,8 +271,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     results = evaluate(model, data, attacks, args.out, starts=StartPool(test.images), model_name=name,
                        dataset=args.dataset,
                        subset_seed=args.subset_seed, seed=args.seed, batch_size=args.batch_size,
-                       cascade=not args.no_cascade, checks=args.checks, check_images=args.check_images,
-                       shard=shard, device=device,
+                       cascade=not args.no_cascade, checks=checks, check_images=args.check_images,
+                       shard=shard, device=device, n_classes=len(test.classes),
                        progress=not args.no_progress and sys.stderr.isatty() and ctx.is_main)
     if ctx.distributed:
         try:

@@ -2,11 +2,14 @@
 
 :func:`evaluate` is ``scfront evaluate`` (and what Table 1, the ablations and the demo call):
 
-1. :func:`~scfront.evaluation.runner.run_units`: the clean pass and every attack on every batch
+1. :func:`~scfront.evaluation.checks.validate_model`: before anything is written or attacked,
+   the model must take the images and return logits, one per class of the dataset (a clear
+   error otherwise);
+2. :func:`~scfront.evaluation.runner.run_units`: the clean pass and every attack on every batch
    of this shard that is not stored yet (AutoAttack cascade inside each column);
-2. :func:`~scfront.evaluation.checks.run_checks`: the gradient-masking checks that run on the
-   model, in the shard that owns batch 0;
-3. :func:`finalize`, once every unit and check is stored: results.json (with the per-example
+3. :func:`~scfront.evaluation.checks.run_checks`: the selected self-checks that run on the
+   model, in the shard that owns batch 0, reusing the stored attack runs on their images;
+4. :func:`finalize`, once every unit and check is stored: results.json (with the per-example
    worst case, the per-column accuracies and every check's verdict), report.md and
    adversarials.safetensors, all computed from the stored units only.
 
@@ -27,10 +30,11 @@ from torch import nn
 from scfront.attacks.base import Attack
 from scfront.attacks.blackbox.stored import save_adversarials
 from scfront.errors import ConfigError
-from scfront.evaluation.checks import checks_complete, judge_checks, run_checks
+from scfront.evaluation.checks import (VALIDATION_IMAGES, checks_complete, judge_checks, resolve_selection,
+                                       run_checks, validate_model)
 from scfront.evaluation.report import render_report
 from scfront.evaluation.results import (ADVERSARIALS_FILE, REPORT_FILE, RESULTS_FILE, build_results,
-                                        collect, missing_units, stored_adversarials)
+                                        collect, missing_units, stored_adversarials, stored_runs)
 from scfront.evaluation.runner import EvalData, run_units
 from scfront.evaluation.spec import EvalSpec, Shard, model_digest, read_spec, write_or_check_spec
 from scfront.evaluation.state import StateStore
@@ -62,8 +66,9 @@ def suite_of(attacks: Suite) -> tuple[list[Attack], list[str | None]]:
 def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Path, *,
              starts: StartPool | None = None, model_name: str = "model", dataset: str = "cifar10",
              subset_seed: int = 0, seed: int = 0, batch_size: int = 250, cascade: bool = True,
-             checks: bool = True, check_images: int = 100, shard: Shard = Shard(),
-             device: torch.device | str = "cpu", progress: bool = True) -> dict[str, Any] | None:
+             checks: bool | str | Sequence[str] = True, check_images: int = 100, shard: Shard = Shard(),
+             device: torch.device | str = "cpu", progress: bool = True,
+             n_classes: int | None = None) -> dict[str, Any] | None:
     """Run (or resume) an evaluation into ``out_dir``; the results once every unit is done.
 
     Args:
@@ -75,24 +80,33 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
             Boundary, HopSkipJump), e.g. ``StartPool(test_set.images)``; None: those attacks
             find their own starts.
         cascade: each attack only on the points every earlier attack of its column failed on.
-        checks: run the gradient-masking checks on the first ``check_images`` images.
+        checks: which self-checks run on the first ``check_images`` images: ``True`` the default
+            ones, ``False`` none, or names (``"default"``, ``"all"``, ``"NAME:images=K"``; see
+            :func:`~scfront.evaluation.checks.resolve_selection`). The selection is stored with
+            the checks' records; results.json reports the selection of the last run.
         shard: the batches this process computes (the checks run in shard 0).
+        n_classes: the dataset's number of classes (the model must have one output per class;
+            ``None``: only checked against the labels).
     Returns:
         The results.json object, or None while other shards still have units to compute.
     """
     suite, labels = suite_of(attacks)
+    selection = resolve_selection(checks, check_images)
     spec = EvalSpec(model=model_name, model_sha256=model_digest(model), dataset=dataset,
                     n_images=int(data.labels.shape[0]), subset_seed=subset_seed, seed=seed,
-                    batch_size=batch_size, cascade=cascade, checks=checks, check_images=check_images,
+                    batch_size=batch_size, cascade=cascade, checks=bool(selection), check_images=check_images,
                     attacks=tuple(attack_spec(a, label) for a, label in zip(suite, labels)))
     device = torch.device(device)
+    model = model.to(device).eval()
+    validate_model(model, *data.batch(slice(0, VALIDATION_IMAGES), device), suite, n_classes, seed)
     run_units(model, data, spec, suite, out_dir, shard, device, progress, starts=starts)
     store = StateStore(out_dir)
     if spec.checks and shard.runs_checks:
         first = slice(0, min(spec.check_images, spec.n_images))
         x, y = data.batch(first, device)
-        run_checks(model, x, y, spec, suite, store, progress, indices=data.indices[first])
-    if missing_units(Path(out_dir), spec) or (checks and not checks_complete(store)):
+        run_checks(model, x, y, spec, suite, store, progress, indices=data.indices[first], selection=selection,
+                   n_classes=n_classes, stored=stored_runs(out_dir, spec, first.stop))
+    if missing_units(Path(out_dir), spec) or (spec.checks and not checks_complete(store)):
         return None
     return finalize(out_dir)
 

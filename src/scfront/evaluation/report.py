@@ -62,10 +62,16 @@ def render_report(results: dict[str, Any]) -> str:
             median = "–" if u["median_norm"] is None or not math.isfinite(u["median_norm"]) else f"{u['median_norm']:.4g}"
             lines.append(f"| {a['name']} | {a['norm']} | {median} | {u['found']} / {u['ran']} |")
     if results["checks"]:
-        lines += ["", "## Gradient-masking checks", "", "| check | passed | detail |", "|---|---|---|"]
+        lines += ["", "## Self-checks", "", "| check | passed | seconds | detail |", "|---|---|---|---|"]
         for name, check in results["checks"].items():
             mark = "yes" if check["passed"] else "**NO**"
-            lines.append(f"| {name} | {mark} | {check['detail']} |")
+            seconds = f"{check['seconds']:.1f}" if "seconds" in check else "–"
+            lines.append(f"| {name} | {mark} | {seconds} | {check['detail']} |")
+    if "attack_seconds" in results:
+        attack, checks = results["attack_seconds"], results["check_seconds"]
+        share = f" ({100 * checks / (attack + checks):.0f} % of attacks and checks)" if attack + checks > 0 else ""
+        lines += ["", f"Time: clean pass {results['clean_seconds']:.1f} s, attacks {attack:.1f} s, "
+                      f"checks {checks:.1f} s{share}."]
     lines += ["", "## Attack parameters", ""]
     for a in results["attacks"]:
         params = ", ".join(f"{k}={v}" for k, v in a["params"].items())

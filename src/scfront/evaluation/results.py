@@ -85,6 +85,53 @@ class Collected:
         return out
 
 
+@dataclass(frozen=True)
+class StoredRun:
+    """What one attack of the evaluation did to the first ``k`` images of the subset, read from
+    the stored units (what the checks reuse instead of attacking again).
+
+    Attributes:
+        ran: (k,) bool, the attack ran on the image. success: (k,) bool, it broke it.
+        x_adv: (k, C, H, W) float32, its point where it ran, the clean image elsewhere.
+    """
+
+    ran: torch.Tensor
+    success: torch.Tensor
+    x_adv: torch.Tensor
+
+    def first(self, k: int) -> "StoredRun":
+        """The first ``k`` rows."""
+        return StoredRun(self.ran[:k], self.success[:k], self.x_adv[:k])
+
+
+def stored_runs(out_dir: str | Path, spec: EvalSpec, k: int) -> dict[int, StoredRun]:
+    """{attack position: :class:`StoredRun`} on the first ``k`` images of the subset, for every
+    attack whose units covering them are all stored (a shard may lack some; those positions are
+    left out)."""
+    store = StateStore(out_dir)
+    if not store.subset_path.is_file():
+        return {}
+    images = store.read(store.subset_path)[0]["images"][:k]
+    x = images.float().div(255.0)
+    batches = range(-(-k // spec.batch_size))
+    out: dict[int, StoredRun] = {}
+    for pos, attack in enumerate(spec.attacks):
+        paths = [store.attack_path(pos, attack.name, b) for b in batches]
+        if not all(path.is_file() for path in paths):
+            continue
+        ran, success, x_adv = [], [], []
+        for b, path in zip(batches, paths):
+            tensors = store.read(path)[0]
+            points = x[b * spec.batch_size:(b + 1) * spec.batch_size].clone()
+            rows = tensors["ran"][:points.shape[0]]
+            points[rows] = tensors["x_adv"][:int(rows.sum())].float()
+            ran.append(rows)
+            success.append(tensors["success"][:points.shape[0]])
+            x_adv.append(points)
+        out[pos] = StoredRun(torch.cat(ran), torch.cat(success), torch.cat(x_adv))
+    return out
+
+
 def missing_units(out_dir: Path, spec: EvalSpec) -> list[str]:
     """The unit files of ``spec`` not yet in ``out_dir`` (relative to its state folder)."""
     store = StateStore(out_dir)
@@ -191,9 +238,23 @@ def build_results(col: Collected, checks: dict[str, Any]) -> dict[str, Any]:
         "checks": checks,
         "model_sha256": spec.model_sha256, "seed": spec.seed, "batch_size": spec.batch_size,
         "cascade": spec.cascade, "clean_seconds": col.clean_seconds,
+        "attack_seconds": sum(o.seconds for o in col.attacks),
+        "check_seconds": sum(float(c.get("seconds", 0.0)) for c in checks.values()),
         "indices": col.indices.tolist(),
         "broken_by": broken_by.tolist(),
     }
+
+
+def without_timings(results: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a results.json object without its wall-clock times (top-level ``*_seconds`` and
+    each attack's, column's and check's ``seconds``): what runs of one evaluation share exactly."""
+    out = {k: v for k, v in results.items() if not k.endswith("_seconds")}
+    out["attacks"] = [{k: v for k, v in a.items() if k != "seconds"} for a in results["attacks"]]
+    out["checks"] = {name: {k: v for k, v in c.items() if k != "seconds"} for name, c in results["checks"].items()}
+    if "columns" in results:
+        out["columns"] = {label: {k: v for k, v in c.items() if k != "seconds"}
+                          for label, c in results["columns"].items()}
+    return out
 
 
 def stored_adversarials(col: Collected) -> StoredAdversarials:
