@@ -176,6 +176,7 @@ def test_batched_readouts_equal_each_images_model(bz: ModuleType) -> None:
     near[1] = dataclasses.replace(tasks[1], x=tasks[0].x + 0.5 * EPS)  # balls that overlap: never in one batch
     groups = bz._groups(near, [0, 1, 2], threat)
     assert sorted(map(sorted, groups)) == [[0, 2], [1]]
+    assert bz._groups(tasks, [0, 1, 2], threat, size=2) == [[0, 1], [2]]
 
 
 def test_bad_uses_are_one_clear_error(bz: ModuleType) -> None:

@@ -55,11 +55,13 @@ logit rescaling, a perfect fit required, threshold 0.95). Deviations, each delib
 - *Random baseline*: ``n_random`` (default 100) points of each kind, every one counted; the
   reference samples 200 per kind, counts the first ``n_steps`` of the attack, and reports
   surface and corner points separately.
-- *Batching*: images are attacked together. Each row of a batch is routed to the readout of the
-  image whose clean image is nearest to it (``_Readouts``); every query of a fixed-budget attack
-  lies in its own image's ε-ball, and images whose balls could touch (distance ≤ 2ε) never
-  share a batch, so each row sees exactly its own binary model. Minimum-norm attacks, whose
-  queries leave the ball, run image by image.
+- *Batching*: images are attacked together (up to :data:`ATTACK_BATCH` at a time). Each row of
+  a batch is routed to the readout of the image whose clean image is nearest to it
+  (``_Readouts``). Images whose balls could touch (distance ≤ 2ε) never share a batch, so every
+  query inside an image's ε-ball sees exactly that image's binary model; fixed-budget attacks
+  query inside their ball (FAB's intermediate iterates may step outside it, by far less than
+  half the distance between two test images). Minimum-norm attacks, whose searches start far
+  from the image, run image by image.
 - Supports Linf and L2 (as the reference); the labels play no part in the task (as in the
   reference) and are only recorded with whether the original model gets them right.
 
@@ -99,6 +101,7 @@ log = logging.getLogger(__name__)
 PASS_RATE = 0.95  # attack success rate the test requires (Zimmermann et al. 2022)
 CHECK_IMAGES = 20  # the check's default budget of images (the first of the evaluation's check images)
 SUPPORTED_NORMS = (Norm.LINF, Norm.L2)
+ATTACK_BATCH = 64  # images attacked together (each row of a batch is compared with every clean image of it)
 _MASK64 = (1 << 64) - 1
 _BISECTION_STEPS = 60
 
@@ -485,11 +488,15 @@ def prepare_tasks(model: nn.Module, x: torch.Tensor, eps: float, norm: Norm | st
     return tasks
 
 
-def _groups(tasks: Sequence[BinaryTask], rows: Sequence[int], threat: ThreatModel) -> list[list[int]]:
-    """``rows`` split into groups whose clean images are more than 2ε apart (greedy, in order)."""
+def _groups(tasks: Sequence[BinaryTask], rows: Sequence[int], threat: ThreatModel,
+            size: int = ATTACK_BATCH) -> list[list[int]]:
+    """``rows`` split into groups of at most ``size`` whose clean images are more than 2ε apart
+    (greedy, in order)."""
     groups: list[list[int]] = []
     for r in rows:
         for group in groups:
+            if len(group) >= size:
+                continue
             others = torch.stack([tasks[g].x for g in group])
             if bool((threat.distance(others, tasks[r].x.expand_as(others)) > 2.0 * threat.eps * (1 + 1e-6)).all()):
                 group.append(r)
