@@ -133,8 +133,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="another override given to every row's training (repeatable)")
     p.add_argument("--attacks", default="pgd-linf,apgd-ce", help="the attacks of every row (default: pgd-linf,apgd-ce)")
-    p.add_argument("--eot-samples", type=int, default=10, help="EOT samples of the randomised rows (default: 10)")
-    p.add_argument("--n-images", type=int, default=500, help="test images evaluated (default: 500)")
+    p.add_argument("--eot-samples", type=int, default=5,
+                   help="EOT samples of the randomised rows (default: 5; each is a pass of the whole "
+                        "ensemble, so a step costs EOT x ensemble forward-backward passes)")
+    p.add_argument("--n-images", type=int, default=200, help="test images evaluated (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="the attacks' seed (default: 0)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch threads of each command (default: 2)")

@@ -29,7 +29,7 @@ def test_dry_run_prints_one_budget_for_every_row(script, capsys, tmp_path: Path)
     for argv in trains:  # the cpu defense's 14 epochs, the same override, for every row
         sets = [argv[i + 1] for i, word in enumerate(argv) if word == "--set"]
         assert sets[:2] == ["train.epochs=14", "train.seed=1"]
-    assert [a[a.index("--set", a.index("train.seed=1")) + 1] for a in trains[1:2]] == ["train.autoencoder_epochs=3"]
+    assert [a[a.index("--set", a.index("train.seed=1")) + 1] for a in trains[1:2]] == ["train.autoencoder_epochs=5"]
     eot = {Path(a[a.index("evaluate") + 1]).name: "--eot-samples" in a for a in evaluations}
     assert eot == {"supervised": False, "unsupervised": False, "noisy": False, "noisy_test": True, "dropout": True}
     assert all(a[a.index("--attacks") + 1] == "pgd-linf,apgd-ce" for a in evaluations)
