@@ -29,7 +29,7 @@ each attack and in total, and the images on which the two verdicts (robust or no
 
     python -m benchmarks.crosscheck_autoattack --n 500 --out results/autoattack_crosscheck \
         [--model SPEC] [--data-root DIR] [--batch 250] [--torchattacks-budget original|library] \
-        [--side both|scfront|torchattacks] [--threads N]
+        [--side both|scfront|torchattacks] [--threads N] [--results DIR]
 
 On a 2-core machine the two sides can run side by side, one thread each (``--side scfront`` and
 ``--side torchattacks`` with the same ``--out``); the same command with ``--side both`` then
@@ -220,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                              "comparison (default; what is stored already is not computed again)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (reused to resume)")
+    parser.add_argument("--results", type=Path, default=None, metavar="DIR",
+                        help="also copy the comparison and the small per-side files (results.json, report.md, "
+                             "spec.json, the torchattacks batch records; not the stored units and adversarials) "
+                             "into DIR, e.g. results/autoattack_crosscheck")
     args = parser.parse_args(argv)
     torchattacks = import_torchattacks()  # fail before any work
     if args.threads:
@@ -261,7 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(report)
     atomic_write_text(args.out / f"{stem}.md", text)
     print(text)
+    if args.results:
+        copy_small_files(args.out, args.results, stem, args.torchattacks_budget)
     return 0
+
+
+def copy_small_files(out: Path, dest: Path, stem: str, budget: str) -> None:
+    """The comparison, scfront's results/report/spec and torchattacks' batch records, into ``dest``."""
+    files = [out / f"{stem}.json", out / f"{stem}.md"]
+    files += [out / "scfront" / name for name in ("results.json", "report.md", "spec.json")]
+    files += sorted((out / f"torchattacks_{budget}").glob("batch_*.json"))
+    for path in files:
+        target = dest / path.relative_to(out)
+        atomic_write_text(target, path.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":
