@@ -532,7 +532,7 @@ def _run_epochs(config: RunConfig, run_dir: Path, ctx: D.DistContext, model: nn.
         restore_generators(generators, state.generators)
         restore_generators({f"model.rank{ctx.rank}": model_gen}, state.generators)
         if ctx.is_main:
-            log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, tc.epochs)
+            log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, plan.total_epochs)
             _write_log(run_dir, state.history)
 
     net = model if stage is not Stage.AUTOENCODER else model.frontend
