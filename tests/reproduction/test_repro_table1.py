@@ -142,3 +142,43 @@ def test_the_committed_cpu_table_is_still_reported_from_its_files(tmp_path: Path
     assert lines[0].startswith("| model | clean | PGD-Linf 8/255 |") and len(lines) == 2 + 4
     assert "| sparse coding frontend + ResNet-32 | 75.30 |" in "\n".join(lines)
     assert "## Gradient-masking checks" in write_report(tmp_path, table, {}).read_text()
+
+
+@pytest.mark.slow
+def test_imagenette_table_has_its_own_columns_rows_and_caveat(data_root: Path, tmp_path: Path) -> None:
+    natural = save_tiny_model(tmp_path / "natural_run", "natural", "imagenette")
+    defense = save_tiny_model(tmp_path / "defense_run", "defense", "imagenette")
+    out = tmp_path / "table"
+    argv = ["reproduce", "table1", "--dataset", "imagenette", "--preset", "smoke", "--data-root", str(data_root),
+            "--out", str(out), "--reuse", f"natural={natural}", "--reuse", f"defense={defense}",
+            "--rows", "natural,defense", "--no-progress"] + [f"--set={s}" for s in TINY_BUDGET]
+    assert main(argv) == 0
+    table = json.loads((out / "table1.json").read_text())
+    assert table["plan"]["dataset"] == "imagenette"
+    assert [c["key"] for c in table["plan"]["columns"]] == ["pgd-linf-2", "pgd-linf-4", "pgd-linf", "apgd", "square"]
+    rows = {r["name"]: r for r in table["rows"]}
+    assert list(rows) == ["natural", "defense"]
+    assert rows["defense"]["title"] == "sparse coding frontend + EfficientNet-B0"
+    # the smaller radii are evaluations of their own; the row's worst case is at 8/255
+    alone = json.loads((out / "eval" / "defense--pgd-linf-2" / "results.json").read_text())
+    assert rows["defense"]["columns"]["pgd-linf-2"]["accuracy"] == alone["worst_case_accuracy"]
+    assert alone["attacks"][0]["eps"] == pytest.approx(2 / 255)
+    joint = json.loads((out / "eval" / "defense" / "results.json").read_text())
+    assert set(joint["columns"]) == {"pgd-linf", "apgd", "square"}
+    res = json.loads((out / "eval" / "defense" / "results.json").read_text())
+    assert res["dataset"] == "imagenette" and res["n_images"] == 4
+    assert set(json.loads((out / "sweeps" / "natural" / "sweep.json").read_text())) == {"Linf"}
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Imagenette table") and "re-encoded" in report
+    assert main(argv + ["--rows", "trades"]) == 2  # TRADES is no row of the Imagenette table
+
+
+def test_imagenette_rows_at_the_cpu_preset(tmp_path: Path) -> None:
+    from scfront.reproduction.rows import resolve_rows, rows_of
+
+    assert rows_of("imagenette") == ("natural", "pgd_at", "defense")
+    sources = {s.name: s for s in resolve_rows("cpu", rows_of("imagenette"), {}, None, tmp_path, "imagenette")}
+    assert sources["natural"].kind == sources["defense"].kind == "train"
+    assert sources["pgd_at"].kind == "not_run" and "EfficientNet-B0" in sources["pgd_at"].reason
+    plan = table1_plan("cpu", load_preset("cpu", "imagenette").evaluation, "imagenette")
+    assert plan.sweep_norms == ("Linf",) and [c.own_evaluation for c in plan.columns] == [True, True, False, False, False]

@@ -14,6 +14,8 @@ examples:
       --reuse natural=results/train/cifar10_cpu_natural --reuse defense=runs/cifar10_cpu_defense \\
       --pgd-at-checkpoint ../shared/reference/checkpoints/resnet32_pgd_at.pt
   scfront reproduce table1 --preset paper --data-root DATA --out runs/table1 --device cuda
+  scfront reproduce table1 --dataset imagenette --preset cpu --data-root DATA --out runs/imagenette_table \
+      --reuse natural=runs/imagenette_cpu_natural --reuse defense=runs/imagenette_cpu_defense
 
 Rerunning the same command resumes (trained runs, evaluation units, sweep points are kept).
 """
@@ -32,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train (or reuse) the four models of Table 1 and evaluate each against every "
                     "column (clean, PGD-Linf, CW-Linf, PGD-L2, PGD-L1 faithful and sparse, "
                     "APGD-CE + APGD-DLR, Square, Boundary, worst case); writes report.md, "
-                    "table1.json, per-model results.json and plots.",
+                    "table1.json, per-model results.json and plots. With --dataset imagenette: "
+                    "natural EfficientNet-B0, an adversarially trained one (only with --reuse "
+                    "pgd_at=DIR at the cpu preset) and the defense against PGD-Linf 2/255, 4/255 "
+                    "and 8/255, APGD-CE + APGD-DLR and Square 8/255, on the Imagenette val subset.",
         epilog=TABLE1_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_options(t1)
     t1.add_argument("--reuse", action="append", default=[], metavar="NAME=RUN_DIR",
@@ -40,7 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "instead of training it (repeatable); a .pt is an original checkpoint")
     t1.add_argument("--pgd-at-checkpoint", type=Path, default=None,
                     help="the original PGD-AT ResNet-32 checkpoint (.pt) for the PGD-AT row")
-    t1.add_argument("--rows", default=None, help="comma-separated rows to produce (default: all four)")
+    t1.add_argument("--rows", default=None, help="comma-separated rows to produce (default: all of "
+                                                 "the dataset's: natural,pgd_at,trades,defense on "
+                                                 "CIFAR-10, natural,pgd_at,defense on Imagenette)")
+    t1.add_argument("--dataset", choices=["cifar10", "imagenette"], default="cifar10",
+                    help="the table of this dataset (default: cifar10, the paper's Table 1)")
     _add_tail_options(t1, "every recipe's config, e.g. --set evaluation.n_images=64")
     t1.set_defaults(handler=_table1)
 
@@ -105,8 +114,9 @@ def _table1(args: argparse.Namespace) -> int:
 
     settings = Table1Settings(
         preset=args.preset, data_root=resolve_data_root(args.data_root), out_dir=args.out,
-        reuse=parse_reuse(args.reuse), pgd_at_checkpoint=args.pgd_at_checkpoint, rows=parse_rows(args.rows),
-        overrides=tuple(args.overrides), device=args.device or "cpu", seed=args.seed, progress=_progress(args))
+        reuse=parse_reuse(args.reuse, args.dataset), pgd_at_checkpoint=args.pgd_at_checkpoint,
+        rows=parse_rows(args.rows, args.dataset), overrides=tuple(args.overrides), device=args.device or "cpu",
+        seed=args.seed, progress=_progress(args), dataset=args.dataset)
     start = time.perf_counter()
     table = run_table1(settings)
     print("\n".join(render_table(table)))

@@ -57,7 +57,7 @@ def table1_figures(models: Mapping[str, nn.Module], data: Any, plan: Table1Plan,
         n = min(plan.budget.sweep_images, int(data.labels.shape[0]))
         x, y = data.batch(slice(0, n), torch.device(device))
         sweeps = {name: accuracy_sweep(model, x, y, out / "sweeps" / name, steps=plan.evaluation.steps,
-                                       seed=seed, batch_size=plan.evaluation.batch_size)
+                                       seed=seed, norms=plan.sweep_norms, batch_size=plan.evaluation.batch_size)
                   for name, model in models.items()}
         figures["Accuracy vs ε (PGD, step ε/8)"] = plots.plot_accuracy_vs_eps(sweeps, plots_dir / "accuracy_vs_eps.png")
         figures["Example attacks"] = _example_figure(models, data, plan, plots_dir, device, seed)

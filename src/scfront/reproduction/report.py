@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from scfront.errors import ConfigError
 from scfront.io import atomic_write_json, atomic_write_text
-from scfront.reproduction.rows import ROW_TITLES
+from scfront.reproduction.rows import row_title
 
 RESULTS_FILE = "results.json"
 TABLE_FILE = "table1.json"
@@ -36,9 +36,10 @@ def build_table(out_dir: Path) -> dict[str, Any]:
     invocation into the same folder) is kept with ``"pending": true`` and no numbers.
     """
     meta = _read_json(out_dir / "rows.json")
+    dataset = meta["plan"].get("dataset", "cifar10")  # recorded for datasets other than CIFAR-10
     rows = []
     for record in meta["rows"]:
-        row: dict[str, Any] = {"name": record["name"], "title": ROW_TITLES[record["name"]],
+        row: dict[str, Any] = {"name": record["name"], "title": row_title(record["name"], dataset),
                                "source": record["kind"], "path": record["path"]}
         if record["kind"] == "not_run":
             row["reason"] = record["reason"]
@@ -46,8 +47,19 @@ def build_table(out_dir: Path) -> dict[str, Any]:
             row["pending"] = True  # recorded by another --rows invocation that has not finished
         else:
             res = _read_json(out_dir / "eval" / record["name"] / RESULTS_FILE)
-            row.update(clean=res["clean_accuracy"], worst_case=res["worst_case_accuracy"],
-                       columns=res["columns"], checks=res["checks"])
+            columns = dict(res["columns"])
+            for c in meta["plan"]["columns"]:
+                if c.get("own_evaluation"):  # another radius: an evaluation of its own
+                    alone = out_dir / "eval" / f"{record['name']}--{c['key']}" / RESULTS_FILE
+                    if not alone.is_file():
+                        row["pending"] = True
+                        break
+                    sub = _read_json(alone)
+                    columns[c["key"]] = {"accuracy": sub["worst_case_accuracy"], "median_norm": None,
+                                         "seconds": sum(a["seconds"] for a in sub["attacks"])}
+            if not row.get("pending"):
+                row.update(clean=res["clean_accuracy"], worst_case=res["worst_case_accuracy"],
+                           columns=columns, checks=res["checks"])
         rows.append(row)
     table = {"preset": meta["preset"], "plan": meta["plan"], "rows": rows}
     atomic_write_json(out_dir / TABLE_FILE, table)
@@ -108,12 +120,22 @@ def render_compute(table: Mapping[str, Any]) -> list[str]:
 def write_report(out_dir: Path, table: Mapping[str, Any], figures: Mapping[str, Path]) -> Path:
     """report.md: the table, what was not run and why, the attack settings, checks and plots."""
     plan = table["plan"]
-    lines = [f"# Table 1 reproduction (preset `{table['preset']}`)", "",
-             f"CIFAR-10 test subset of {plan['n_images']} images (subset seed {plan['subset_seed']}); "
+    if plan.get("dataset", "cifar10") == "imagenette":
+        heading = "Imagenette table"
+        where = ("Imagenette val subset (of a 1,500-image copy of the val split, 224x224 JPEG re-encoded "
+                 "by its publisher, resized to 160x160; not the imagenette2-160 release) of")
+    else:
+        heading, where = "Table 1 reproduction", "CIFAR-10 test subset of"
+    lines = [f"# {heading} (preset `{table['preset']}`)", "",
+             f"{where} {plan['n_images']} images (subset seed {plan['subset_seed']}); "
              f"PGD family: {plan['steps']} steps, {plan['restarts']} restart(s) (worst case per example). "
              "Accuracies in %. Each row is one evaluation whose attacks are grouped into the columns "
              "(AutoAttack cascade inside each column); the worst case counts an image as robust only "
-             "if no column broke it.", ""]
+             "if no column broke it."
+             + (" Columns at a smaller radius than the others (" + ", ".join(
+                 c["title"] for c in plan["columns"] if c.get("own_evaluation"))
+                + ") are evaluations of their own and not part of the worst case."
+                if any(c.get("own_evaluation") for c in plan["columns"]) else ""), ""]
     lines += render_table(table)
     not_run = [r for r in table["rows"] if "reason" in r]
     if not_run:

@@ -36,7 +36,7 @@ from scfront.config import RunConfig, load_preset
 from scfront.errors import ConfigError
 from scfront.io import atomic_write_json
 from scfront.reproduction.columns import Table1Plan, table1_plan
-from scfront.reproduction.rows import ROWS, RowSource, resolve_rows
+from scfront.reproduction.rows import ROWS, RowSource, resolve_rows, rows_of
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ class Table1Settings:
         preset: "smoke", "cpu" or "paper". overrides: ``section.key=value`` applied to every
             recipe's config (e.g. ``evaluation.n_images=8``).
         reuse: {row: saved model folder or original ``.pt``}; pgd_at_checkpoint: original PGD-AT.
-        rows: which rows to produce (default all four).
+        rows: which rows to produce (default: all of the dataset's).
+        dataset: "cifar10" (the paper's Table 1) or "imagenette" (its own columns and rows,
+            :func:`~scfront.reproduction.columns.imagenette_columns`).
     """
 
     preset: str
@@ -59,15 +61,16 @@ class Table1Settings:
     out_dir: Path
     reuse: dict[str, Path] = dataclasses.field(default_factory=dict)
     pgd_at_checkpoint: Path | None = None
-    rows: tuple[str, ...] = ROWS
+    rows: tuple[str, ...] | None = None  # None: every row of the dataset
     overrides: tuple[str, ...] = ()
     device: str = "cpu"
     seed: int = 0
     progress: bool = True
+    dataset: str = "cifar10"
 
 
 def recipe_config(settings: Table1Settings, recipe: str) -> RunConfig:
-    config = load_preset(settings.preset, "cifar10", settings.overrides, recipe=recipe)
+    config = load_preset(settings.preset, settings.dataset, settings.overrides, recipe=recipe)
     return config.replace({"train.device": settings.device})
 
 
@@ -94,28 +97,42 @@ def obtain_model(source: RowSource, settings: Table1Settings) -> nn.Module:
 TABLE1_CHECKS = "default,bpda-variants"
 
 
+def own_evaluation_dir(row_dir: Path, column: str) -> Path:
+    """Where a column with :attr:`~scfront.reproduction.columns.Column.own_evaluation` of the row
+    evaluated into ``row_dir`` is evaluated: ``eval/<row>--<column>/``."""
+    return row_dir.parent / f"{row_dir.name}--{column}"
+
+
 def evaluate_row(model: nn.Module, name: str, data: Any, plan: Table1Plan, test_images: torch.Tensor,
                  out_dir: Path, settings: Table1Settings) -> dict[str, Any]:
     """The row's one evaluation into ``out_dir``: every column's attacks, a cascade per column,
-    with the gradient-masking checks; returns its results.json object.
+    with the gradient-masking checks; returns its results.json object. Columns evaluated on
+    their own (another radius) go to :func:`own_evaluation_dir`, without checks.
 
     Each attack draws what it draws when its column is evaluated alone (its generators are named
     by its position inside the column), so the column accuracies equal those of one evaluation
     per column.
     """
     from scfront.attacks.blackbox.starts import StartPool
-    from scfront.evaluation import build_columns, evaluate
+    from scfront.evaluation import build_columns, build_suite, evaluate
 
     pool_images = test_images if plan.budget.start_pool is None else test_images[: plan.budget.start_pool]
-    columns = build_columns({c.key: c.attacks for c in plan.columns},
-                            {c.key: plan.suite_overrides(c) for c in plan.columns})
+    joint = [c for c in plan.columns if not c.own_evaluation]
+    columns = build_columns({c.key: c.attacks for c in joint}, {c.key: plan.suite_overrides(c) for c in joint})
     n = int(data.labels.shape[0])
-    results = evaluate(model, data, columns, out_dir, starts=StartPool(pool_images), model_name=name,
-                       subset_seed=plan.evaluation.subset_seed, seed=settings.seed,
-                       batch_size=plan.evaluation.batch_size, cascade=True, checks=TABLE1_CHECKS,
-                       check_images=min(n, 100), device=settings.device, progress=settings.progress)
+    common = dict(model_name=name, subset_seed=plan.evaluation.subset_seed, seed=settings.seed,
+                  batch_size=plan.evaluation.batch_size, cascade=True, device=settings.device,
+                  progress=settings.progress, dataset=plan.dataset)
+    results = evaluate(model, data, columns, out_dir, starts=StartPool(pool_images), checks=TABLE1_CHECKS,
+                       check_images=min(n, 100), **common)
     if results is None:  # pragma: no cover - only with shards, which this command does not use
         raise ConfigError(f"evaluation of {name} did not complete")
+    for column in plan.columns:
+        if column.own_evaluation:
+            alone = evaluate(model, data, build_suite(column.attacks, plan.suite_overrides(column)),
+                             own_evaluation_dir(out_dir, column.key), checks=False, **common)
+            if alone is None:  # pragma: no cover - no shards here
+                raise ConfigError(f"evaluation of {name}, column {column.key}, did not complete")
     return results
 
 
@@ -133,13 +150,15 @@ def run_table1(settings: Table1Settings) -> dict[str, Any]:
 
     out = settings.out_dir
     defense = recipe_config(settings, "defense")
-    plan = table1_plan(settings.preset, defense.evaluation)
-    sources = resolve_rows(settings.preset, settings.rows, settings.reuse, settings.pgd_at_checkpoint,
-                           out / "models")
+    plan = table1_plan(settings.preset, defense.evaluation, settings.dataset)
+    rows = rows_of(settings.dataset) if settings.rows is None else settings.rows
+    sources = resolve_rows(settings.preset, rows, settings.reuse, settings.pgd_at_checkpoint,
+                           out / "models", settings.dataset)
     test = load_dataset(defense.data, settings.data_root, "test")
     index = eval_subset_indices(len(test), plan.evaluation.n_images, plan.evaluation.subset_seed)
     data = EvalData(index, test.images[index], test.labels[index])
-    atomic_write_json(out / ROWS_FILE, merged_rows_record(out / ROWS_FILE, settings.preset, _plan_record(plan), sources))
+    atomic_write_json(out / ROWS_FILE, merged_rows_record(out / ROWS_FILE, settings.preset, _plan_record(plan), sources,
+                                                          rows_of(settings.dataset)))
     models: dict[str, nn.Module] = {}
     for source in sources:
         if source.kind == "not_run":
@@ -155,10 +174,10 @@ def run_table1(settings: Table1Settings) -> dict[str, Any]:
 
 
 def merged_rows_record(path: Path, preset: str, plan: dict[str, Any],
-                       sources: list[RowSource]) -> dict[str, Any]:
+                       sources: list[RowSource], order: tuple[str, ...] = ROWS) -> dict[str, Any]:
     """The content of ``rows.json``: this invocation's rows, plus the rows an earlier invocation
-    with other ``--rows`` recorded in ``path`` for the same preset and plan (in :data:`ROWS`
-    order). A record of another preset or plan, or an unreadable file, is replaced."""
+    with other ``--rows`` recorded in ``path`` for the same preset and plan (in the table's row
+    order ``order``). A record of another preset or plan, or an unreadable file, is replaced."""
     records = {s.name: _row_record(s) for s in sources}
     if path.is_file():
         try:
@@ -168,24 +187,28 @@ def merged_rows_record(path: Path, preset: str, plan: dict[str, Any],
             log.warning("%s is unreadable; it is rewritten with this invocation's rows", path)
             keep = []
         for record in keep:
-            if record.get("name") in ROWS:
+            if record.get("name") in order:
                 records.setdefault(record["name"], record)
-    return {"preset": preset, "plan": plan, "rows": [records[name] for name in ROWS if name in records]}
+    return {"preset": preset, "plan": plan, "rows": [records[name] for name in order if name in records]}
 
 
 def _plan_record(plan: Table1Plan) -> dict[str, Any]:
-    return {"n_images": plan.evaluation.n_images, "subset_seed": plan.evaluation.subset_seed,
+    # CIFAR-10 records carry no dataset key, as before there were two datasets
+    dataset = {} if plan.dataset == "cifar10" else {"dataset": plan.dataset}
+    return {**dataset, "n_images": plan.evaluation.n_images, "subset_seed": plan.evaluation.subset_seed,
             "restarts": plan.evaluation.restarts, "steps": plan.evaluation.steps,
             "budget": dataclasses.asdict(plan.budget),
             "columns": [{"key": c.key, "title": c.title, "attacks": list(c.attacks),
-                         "pgd_budget": c.pgd_budget, "median_norm": c.median_norm} for c in plan.columns]}
+                         "pgd_budget": c.pgd_budget, "median_norm": c.median_norm,
+                         **({"own_evaluation": True} if c.own_evaluation else {})} for c in plan.columns]}
 
 
-def parse_rows(text: str | None) -> tuple[str, ...]:
+def parse_rows(text: str | None, dataset: str = "cifar10") -> tuple[str, ...]:
+    table_rows = rows_of(dataset)
     if not text:
-        return ROWS
+        return table_rows
     rows = tuple(r.strip() for r in text.split(",") if r.strip())
-    unknown = sorted(set(rows) - set(ROWS))
+    unknown = sorted(set(rows) - set(table_rows))
     if unknown or not rows:
-        raise ConfigError(f"--rows takes a comma-separated subset of {', '.join(ROWS)}; got {text!r}")
+        raise ConfigError(f"--rows takes a comma-separated subset of {', '.join(table_rows)}; got {text!r}")
     return rows
