@@ -116,7 +116,7 @@ def table(out: Path, rows: Sequence[Row]) -> list[str]:
         cells += [f"{100 * robust[n]:.1f} %" if n in robust else "-" for n in attack_names]
         cells += [f"{100 * res['worst_case_accuracy']:.1f} %",
                   "-" if rec is None else f"{rec['mse']:.5f}", "-" if rec is None else f"{rec['psnr']:.2f}",
-                  f"{summary['seconds'] / 60:.0f}"]
+                  f"{summary['seconds'] / 60:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

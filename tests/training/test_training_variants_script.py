@@ -63,6 +63,6 @@ def test_table_reads_the_summaries_and_results(script, capsys, tmp_path: Path) -
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| variant | recipe | ensemble | EOT | clean | pgd-linf | worst case |")
     assert lines[3] == ("| unsupervised (autoencoder stage 1) | defense_unsupervised | - | - | 70.0 % | 5.0 % "
-                        "| 10.0 % | 0.00420 | 23.77 | 20 |")
+                        "| 10.0 % | 0.00420 | 23.77 | 20.0 |")
     assert lines[5].startswith("| noisy, test-time noise + ensemble | defense_noisy_test | 10 | yes | 50.0 % |")
     assert len(lines) == 7
