@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import runpy
+from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
@@ -211,3 +213,16 @@ def test_the_check_is_registered_runs_and_judges(bz: ModuleType) -> None:
     hookless = nn.Sequential(nn.Flatten(), nn.Linear(192, 10)).eval()
     missing = check.verdict(check.run(CheckInputs(hookless, x, y, suite, 0, idx)), None)
     assert not missing.passed and "readout" in missing.detail
+
+
+def test_the_committed_table_is_rendered_from_its_json(bz: ModuleType) -> None:
+    folder = Path(__file__).resolve().parents[2] / "results" / "binarization"
+    render = runpy.run_path(str(folder.parents[1] / "scripts" / "binarization_table.py"))["render"]
+    record = json.loads((folder / "binarization.json").read_text(encoding="utf-8"))
+    table = render(record)
+    assert (folder / "table.md").read_text(encoding="utf-8") == table
+    rows = [line for line in table.splitlines() if line.startswith("| original") or line.startswith("| shipped")]
+    assert len(rows) == 6 and all(line in (folder / "README.md").read_text(encoding="utf-8") for line in rows)
+    for cell in record["cells"]:  # the numbers are what the stored per-image outcomes give
+        result = bz.BinarizationResult.from_json(cell["result"])
+        assert result.summary() == {k: cell["result"][k] for k in result.summary()}
