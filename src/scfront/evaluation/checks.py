@@ -540,6 +540,7 @@ class GradientsNonzero(ModelCheck):
     """At most 1 % of the correctly classified images may have an all-zero margin gradient."""
 
     name = "gradients-nonzero"
+    budget = 50
 
     def run(self, inputs: CheckInputs) -> dict[str, Any]:
         model, x, y = inputs.model, inputs.x, inputs.y
@@ -551,13 +552,14 @@ class GradientsNonzero(ModelCheck):
                 loss = margin(model(xs), y[correct]).sum()
                 (grad,) = torch.autograd.grad(loss, xs)
             zero = int((grad.flatten(1).abs().amax(1) == 0).sum())
-        return {"n": int(correct.sum()), "zero": zero}
+        return {"n": int(correct.sum()), "images": inputs.n, "zero": zero}
 
     def verdict(self, record: Mapping[str, Any], col: Collected) -> Verdict:
         m = int(record["n"])
         frac = _fraction(record["zero"], m)
+        among = f" (of {record['images']} images)" if "images" in record else ""
         return Verdict(frac <= ZERO_GRADIENT_MAX_FRACTION,
-                       f"{record['zero']} of {m} correctly classified images have an all-zero margin "
+                       f"{record['zero']} of {m} correctly classified images{among} have an all-zero margin "
                        f"gradient (allowed: {ZERO_GRADIENT_MAX_FRACTION:.0%})",
                        {"zero_fraction": frac})
 
@@ -568,7 +570,7 @@ class LargeEps(ModelCheck):
     """PGD-Linf at ε = 128/255 from the clean image must bring the accuracy to ≤ 1 %."""
 
     name = "large-eps"
-    budget = 20
+    budget = 8
 
     def run(self, inputs: CheckInputs) -> dict[str, Any]:
         attack = create_attack("pgd-linf", eps=LARGE_EPS, steps=LARGE_EPS_STEPS,
@@ -600,7 +602,7 @@ class MoreSteps(ModelCheck):
     1 % more of the images."""
 
     name = "more-steps"
-    budget = 20
+    budget = 8
 
     def run(self, inputs: CheckInputs) -> dict[str, Any]:
         model, x, y = inputs.model, inputs.x, inputs.y

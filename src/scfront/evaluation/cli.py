@@ -177,18 +177,18 @@ def _suite_attacks(attacks: Any) -> list[Any]:
     return [a for column in attacks.values() for a in column] if isinstance(attacks, dict) else list(attacks)
 
 
-def _validate_on_probe(model: Any, args: argparse.Namespace, device: Any, attacks: list[Any],
-                       validate: Any) -> None:
-    """``validate`` (:func:`~scfront.evaluation.checks.validate_model`) on 4 seeded uniform images
-    of the dataset's shape, label 0, with the dataset's class count."""
+def _validate_on_probe(model: Any, args: argparse.Namespace, device: Any, attacks: list[Any]) -> None:
+    """:func:`~scfront.evaluation.checks.validate_model` on 4 seeded uniform images of the
+    dataset's shape, label 0, with the dataset's class count (before the data are read)."""
     import torch
 
     from scfront.data.layout import CIFAR10_CLASSES, IMAGENETTE_CLASSES
+    from scfront.evaluation.checks import validate_model
 
     size = _image_size(args)
     classes = len(CIFAR10_CLASSES if args.dataset == "cifar10" else IMAGENETTE_CLASSES)
     probe = torch.rand((4, 3, size, size), generator=torch.Generator().manual_seed(0)).to(device)
-    validate(model, probe, torch.zeros(4, dtype=torch.int64, device=device), attacks, classes)
+    validate_model(model, probe, torch.zeros(4, dtype=torch.int64, device=device), attacks, classes)
 
 
 def _load_test_set(args: argparse.Namespace) -> Any:
@@ -225,7 +225,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from scfront.data import eval_subset_indices
     from scfront.errors import ConfigError
     from scfront.distributed import launched, setup, teardown
-    from scfront.evaluation.checks import resolve_selection, validate_model
+    from scfront.evaluation.checks import resolve_selection
     from scfront.evaluation.protocol import evaluate, finalize
     from scfront.evaluation.ranks import TIMEOUT, send_units_to_rank0
     from scfront.evaluation.runner import EvalData
@@ -263,7 +263,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = load(spec, weights=args.weights, device=device)
     # the model is validated on probe images of the dataset's shape before the data are read,
     # and again on the real images before any attack (scfront.evaluation.protocol)
-    _validate_on_probe(model, args, device, _suite_attacks(attacks), validate_model)
+    _validate_on_probe(model, args, device, _suite_attacks(attacks))
     test = _load_test_set(args)
     index = eval_subset_indices(len(test), args.n_images, args.subset_seed)
     data = EvalData(index, test.images[index], test.labels[index])

@@ -92,9 +92,11 @@ def obtain_model(source: RowSource, settings: Table1Settings) -> nn.Module:
     raise ConfigError(f"row {source.name} is not run: {source.reason}")
 
 
-# the default self-checks and the BPDA variants (opt-in elsewhere for their cost; a Table 1 row
-# attacks 1,000 images, so that their cost is small there)
-TABLE1_CHECKS = "default,bpda-variants"
+# the default self-checks, the attacking ones on 100 images, and the BPDA variants (opt-in and on
+# fewer images by default for their cost; a Table 1 row attacks 1,000 images, so that 100-image
+# checks cost little next to it)
+TABLE1_CHECKS = ("default,gradients-nonzero:images=100,large-eps:images=100,more-steps:images=100,"
+                 "bpda-variants:images=100")
 
 
 def own_evaluation_dir(row_dir: Path, column: str) -> Path:
