@@ -165,7 +165,16 @@ def _fails_bpda_variants(tmp: Path, masked: Any) -> Verdict:
     return _verdict(check_class("bpda-variants")(), inputs, col)
 
 
+def _fails_binarization(tmp: Path, masked: Any) -> Verdict:
+    # a model without the feature hook the test needs fails it with the fix in its detail (the test's
+    # own failing cases, weak attacks and masked gradients: tests/evaluation/test_evaluation_binarization.py)
+    verdict = _verdict(check_class("binarization")(), *masked)
+    assert "readout" in verdict.detail
+    return verdict
+
+
 FAILING: dict[str, Callable[[Path, Any], Verdict]] = {
+    "binarization": _fails_binarization,
     "probability-outputs": _fails_probability_outputs,
     "class-count": _fails_class_count,
     "randomness": _fails_randomness,
@@ -206,9 +215,11 @@ def test_the_plain_model_passes_every_applicable_check(plain: Any) -> None:
 
 
 def test_registry_order_and_errors() -> None:
-    assert available_checks()[:9] == ["probability-outputs", "class-count", "randomness", "dynamic",
-                                      "gradients-nonzero", "large-eps", "more-steps", "blackbox-vs-whitebox",
-                                      "bpda-variants"]
+    assert available_checks() == ["probability-outputs", "class-count", "randomness", "dynamic",
+                                  "gradients-nonzero", "large-eps", "more-steps", "blackbox-vs-whitebox",
+                                  "bpda-variants", "binarization"]
+    assert [name for name in available_checks() if not check_class(name).default] == ["bpda-variants",
+                                                                                       "binarization"]
     with pytest.raises(TypeError, match="registered twice"):
         @register_check
         class Again(ModelCheck):  # noqa: F841 - the decorator raises

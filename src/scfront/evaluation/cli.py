@@ -57,6 +57,7 @@ def check_help() -> str:
     """One entry per registered self-check: its name, default or opt-in, images, first docstring line."""
     import textwrap
 
+    from scfront.evaluation import protocol  # noqa: F401  (imports the modules that register checks)
     from scfront.evaluation.checks import available_checks, check_class
 
     lines = ["self-checks (--checks LIST; 'before attacks': a failure stops the evaluation first):"]

@@ -39,6 +39,7 @@ from scfront.evaluation.runner import EvalData, run_units
 from scfront.evaluation.spec import EvalSpec, Shard, model_digest, read_spec, write_or_check_spec
 from scfront.evaluation.state import StateStore
 from scfront.evaluation.suite import attack_spec
+from scfront.evaluation import binarization  # noqa: F401  (registers the opt-in check "binarization")
 from scfront.io import atomic_write, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
