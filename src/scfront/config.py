@@ -59,11 +59,14 @@ class DecoderName(str, enum.Enum):
 
 
 class TrainMethod(str, enum.Enum):
-    """``natural`` is plain cross-entropy; with ``frontend.enabled`` it trains the defense."""
+    """``natural`` is plain cross-entropy; with ``frontend.enabled`` it trains the defense.
+    ``fgsm_rs`` is fast adversarial training (Wong, Rice & Kolter 2020): PGD-AT with one step of
+    ``fgsm_alpha · attack_eps`` from a uniform random start (docs/method.md §5)."""
 
     NATURAL = "natural"
     PGD_AT = "pgd_at"
     TRADES = "trades"
+    FGSM_RS = "fgsm_rs"
 
 
 class Schedule(str, enum.Enum):
@@ -81,6 +84,10 @@ _AT_LEAST_1 = Range(1)
 _POSITIVE = Range(0, low_open=True)
 _FRACTION = Range(0, 1, high_open=True)  # [0, 1)
 _LINF_RADIUS = Range(0, 1, low_open=True)  # (0, 1]: a radius on [0, 1] images
+_PROBABILITY = Range(0, 1)  # [0, 1]: an accuracy or a difference of accuracies
+# FGSM-RS step over radius: Wong et al. (2020) saw catastrophic overfitting from 1.25 on upwards
+# in steps of the radius (2 ε always overfitted); above 1.25 is refused (docs/method.md §5).
+FGSM_ALPHA_MAX = 1.25
 
 
 class _Section:
@@ -230,6 +237,22 @@ class TrainConfig(_Section):
         seed: >= 0.
         attack_eps: in (0, 1], the Linf radius of PGD-AT and TRADES. attack_step: in (0, 1].
         attack_steps: >= 1. trades_beta: >= 0.
+        fgsm_alpha: in (0, 1.25], the step of ``fgsm_rs`` in units of ``attack_eps`` (default
+            1.25, Wong et al.'s α = 10/255 at ε = 8/255). Larger steps are refused: they are where
+            FGSM-RS overfits catastrophically. (``pgd_at`` with ``attack_steps = 1`` and any
+            ``attack_step`` is the same algorithm without this limit, for studying it.)
+        early_stop_images: >= 0 training images held out (never trained on) for the per-epoch
+            robustness check of docs/method.md §5: 0 (default) = no check. With N > 0, after
+            every epoch PGD-Linf at ``attack_eps`` (``early_stop_steps`` steps of
+            ``early_stop_rel_step · attack_eps``, random start) measures their robust accuracy in
+            eval mode; training stops when it collapses, and the best epoch's weights become the
+            model (:mod:`scfront.training.early_stop`).
+        early_stop_steps: >= 1. early_stop_rel_step: > 0.
+        early_stop_drop: in [0, 1]: collapse when the robust accuracy is more than this below
+            its best (0.2 = 20 points, Wong et al.'s rule).
+        early_stop_floor: in [0, 1]: also a collapse when the robust accuracy falls to at most
+            this while it was above it at its best and the clean accuracy of the held-out images
+            is above that of the best epoch.
         autoencoder_epochs: >= 0. With N > 0 training has two stages (the unsupervised defense,
             docs/method.md §5): N epochs of the frontend alone as an autoencoder (pixel MSE, the
             encoder fixed, the decoder learned, labels unused), then ``epochs`` epochs of the
@@ -245,7 +268,10 @@ class TrainConfig(_Section):
         "lr_milestones": _AT_LEAST_1, "lr_gamma": _POSITIVE, "momentum": _FRACTION,
         "weight_decay": _AT_LEAST_0, "seed": _AT_LEAST_0, "attack_eps": _LINF_RADIUS,
         "attack_step": _LINF_RADIUS, "attack_steps": _AT_LEAST_1, "trades_beta": _AT_LEAST_0,
-        "num_threads": _AT_LEAST_1, "autoencoder_epochs": _AT_LEAST_0, "autoencoder_lr_max": _POSITIVE}
+        "num_threads": _AT_LEAST_1, "autoencoder_epochs": _AT_LEAST_0, "autoencoder_lr_max": _POSITIVE,
+        "fgsm_alpha": Range(0, FGSM_ALPHA_MAX, low_open=True), "early_stop_images": _AT_LEAST_0,
+        "early_stop_steps": _AT_LEAST_1, "early_stop_rel_step": _POSITIVE,
+        "early_stop_drop": _PROBABILITY, "early_stop_floor": _PROBABILITY}
 
     method: TrainMethod = TrainMethod.NATURAL
     epochs: int = 70
@@ -268,6 +294,14 @@ class TrainConfig(_Section):
     # stage 1 of the unsupervised defense (0 = no stage 1: one-stage training)
     autoencoder_epochs: int = 0
     autoencoder_lr_max: float = 0.02
+    # fast adversarial training (fgsm_rs): the step in units of attack_eps
+    fgsm_alpha: float = FGSM_ALPHA_MAX
+    # per-epoch PGD robustness check on held-out training images (0 images = no check)
+    early_stop_images: int = 0
+    early_stop_steps: int = 5
+    early_stop_rel_step: float = 0.25  # 2/255 at 8/255, as Wong et al.'s check
+    early_stop_drop: float = 0.2
+    early_stop_floor: float = 0.02
 
     def _check(self, where: str) -> None:
         device_name(self.device, f"{where}.device")
@@ -335,9 +369,11 @@ RANGES: dict[str, Range] = {
 # file holds the defense's settings plus, under ``[recipes.<name>]``, what each baseline changes.
 # The defense's variants (docs/method.md §2.7): defense_unsupervised (two-stage training),
 # defense_noisy (noise in training only), defense_noisy_test (noise in training and at test
-# time) and defense_dropout (dropout in training and at test time).
+# time) and defense_dropout (dropout in training and at test time). Adversarial training through
+# the frontend (docs/method.md §5): defense_pgd_at, defense_fast_at (FGSM-RS) and fast_at (the same
+# FGSM-RS without the frontend).
 RECIPES = ("defense", "natural", "pgd_at", "trades", "defense_unsupervised", "defense_noisy",
-           "defense_noisy_test", "defense_dropout")
+           "defense_noisy_test", "defense_dropout", "defense_pgd_at", "defense_fast_at", "fast_at")
 T = TypeVar("T")
 
 
@@ -513,5 +549,8 @@ def load_preset(
         raise ConfigError(f"{path}: unknown recipe(s) {', '.join(unknown)}")
     if recipe in recipes:
         data = _merge(data, recipes[recipe])
+    elif recipe != "defense":  # the preset's own settings are the defense, never another recipe's
+        raise ConfigError(f"preset {preset!r} of {dataset} defines no recipe {recipe!r} "
+                          f"(it has: defense, {', '.join(recipes)})")
     config = from_dict(RunConfig, data, f"{path.name}[{recipe}]")
     return apply_overrides(config, overrides) if overrides else config

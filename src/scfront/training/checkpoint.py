@@ -3,6 +3,7 @@
 Layout inside the run folder::
 
     checkpoints/epoch_0003.safetensors   model state, optimizer state tensors, generator states
+                                         (and, with early stopping, the best epoch's model state)
     checkpoint.json                      the commit record: epoch, the tensors file and its
                                          sha256, optimizer hyper-parameters, per-epoch history
 
@@ -29,7 +30,7 @@ from scfront.models.original import load_state_dict_strict
 RECORD_FILE = "checkpoint.json"
 TENSOR_DIR = "checkpoints"
 FORMAT = 1
-_MODEL, _OPTIM, _RNG = "model/", "optim/", "rng/"
+_MODEL, _OPTIM, _RNG, _BEST = "model/", "optim/", "rng/", "best/"
 
 
 @dataclass
@@ -41,12 +42,15 @@ class TrainingState:
         generators: name → ``torch.Generator.get_state()`` (uint8 CPU tensor).
         history: one JSON-compatible record per completed epoch.
         world_size: processes of the run that wrote it (a resume must use as many).
+        best_model: the model state of the best epoch of the early-stopping check
+            (:mod:`scfront.training.early_stop`; CPU tensors), or None without that check.
     """
 
     epoch: int
     generators: dict[str, torch.Tensor]
     history: list[dict[str, Any]] = field(default_factory=list)
     world_size: int = 1
+    best_model: dict[str, torch.Tensor] | None = None
 
 
 def save_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -66,6 +70,8 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.opti
                 scalars.setdefault(str(index), {})[name] = value
     for name, value in state.generators.items():
         tensors[_RNG + name] = value.detach().cpu().contiguous()
+    for key, value in (state.best_model or {}).items():
+        tensors[_BEST + key] = value.detach().cpu().contiguous()
     relative = f"{TENSOR_DIR}/epoch_{state.epoch:04d}.safetensors"
     path = run_dir / relative
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
@@ -139,8 +145,11 @@ def load_checkpoint(run_dir: str | Path, model: nn.Module,
         raise CheckpointError(f"{path}: optimizer state does not fit this model ({exc})") from None
     _match_layouts(optimizer)
     generators = {k[len(_RNG):]: v for k, v in tensors.items() if k.startswith(_RNG)}
+    best = {k[len(_BEST):]: v for k, v in tensors.items() if k.startswith(_BEST)}
+    if best and set(best) != set(model_state):
+        raise CheckpointError(f"{path}: the best epoch's model state has other keys than the model's")
     return TrainingState(int(record["epoch"]), generators, list(record.get("history", [])),
-                         int(record.get("world_size", 1)))
+                         int(record.get("world_size", 1)), best or None)
 
 
 def _match_layouts(optimizer: torch.optim.Optimizer) -> None:

@@ -2,7 +2,7 @@
 
 ``train(config, run_dir, data_root)`` trains the network :func:`~scfront.models.build_model`
 builds from ``config`` with the objective of ``config.train.method`` (clean cross-entropy, which
-with ``frontend.enabled`` is the defense of docs/method.md §5; PGD-AT; TRADES), SGD with
+with ``frontend.enabled`` is the defense of docs/method.md §5; PGD-AT; FGSM-RS; TRADES), SGD with
 momentum and weight decay, and the learning-rate schedule of ``config.train.schedule`` evaluated
 before every batch. The run folder receives::
 
@@ -19,6 +19,13 @@ training MSE as ``loss`` and the monitor images' ``reconstruction_mse`` / ``reco
 (instead of accuracies), drawn into ``reconstruction.png`` when stage 1 is complete; the summary
 and the model card add ``autoencoder_epochs`` and ``reconstruction``: MSE and PSNR of the
 frontend on the whole test split.
+
+With ``train.early_stop_images > 0`` (the fast adversarial training recipes) that many training
+images are held out of training, each epoch's record carries ``"early_stop"`` (the check's
+settings, the held-out clean and PGD accuracies, the best epoch so far and ``stop``), and a
+collapse of the PGD accuracy ends training with the best epoch's weights as the model
+(:mod:`scfront.training.early_stop`); the summary and the model card then add ``early_stop``.
+Without it every file is what it was before the check existed.
 
 Every random draw comes from an explicit generator derived from ``train.seed``: initial weights,
 data order and augmentation, attack starts, and the model's own noise/dropout (assigned to every
@@ -52,7 +59,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from scfront.config import DatasetName, RunConfig, load_config, save_config, to_dict
+from scfront.config import DatasetName, RunConfig, TrainMethod, load_config, save_config, to_dict
 from scfront.errors import CheckpointError, ConfigError, ScfrontError, TrainingError
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.models.build import build_model
@@ -62,6 +69,8 @@ from scfront import distributed as D
 from scfront.training.adversarial import initial_perturbation, training_loss
 from scfront.training.checkpoint import (RECORD_FILE, TENSOR_DIR, TrainingState, checkpoint_epoch,
                                          load_checkpoint, restore_generators, save_checkpoint)
+from scfront.training.early_stop import (RECORD_KEY, RobustnessCheck, held_out_split, judge, last_check,
+                                         stop_record)
 from scfront.training.metrics import count_correct, psnr, squared_error
 from scfront.training.schedules import learning_rate
 from scfront.training.stages import PLOT_FILE, Stage, StagePlan, autoencoder_loss, plot_reconstruction
@@ -243,6 +252,7 @@ class _Run:
     state: TrainingState
     plan: StagePlan
     stage: Stage
+    check: RobustnessCheck | None = None  # the early-stopping check on held-out images
 
     def enter(self, stage: Stage) -> None:
         """Start ``stage``: freeze what it does not train, a fresh optimiser over the rest, and
@@ -364,6 +374,22 @@ class _Run:
             "images_per_second": seen / train_seconds,
         }
 
+    def robustness(self, record: dict[str, Any]) -> str | None:
+        """Run the early-stopping check after the epoch of ``record`` (not after stage-1
+        epochs), add its entry to ``record`` and keep the weights if they are the best so far;
+        the reason to stop, or None."""
+        if self.check is None or record.get("stage") == Stage.AUTOENCODER.value:
+            return None
+        start_time = time.perf_counter()
+        clean, robust = self.check.measure(self.model, self.config.evaluation.batch_size, self.ctx)
+        verdict = judge(last_check(self.state.history), int(record["epoch"]), clean, robust, self.config.train)
+        seconds = time.perf_counter() - start_time
+        record[RECORD_KEY] = {**self.check.settings(), **verdict, "seconds": seconds}
+        record["seconds"] += seconds
+        if verdict["best_epoch"] == record["epoch"]:
+            self.state.best_model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        return verdict["stop"]
+
     def checkpoint(self, record: dict[str, Any]) -> None:
         """Record a finished epoch: history, generator states of every process, files."""
         state = self.state
@@ -386,6 +412,13 @@ class _Run:
         ``test_images``: (N, C, H, W) uint8, the whole test split, on which a two-stage run
         measures its frontend's reconstruction error (every process its shard)."""
         tc, path = self.config.train, self.run_dir / SUMMARY_FILE
+        stopped = stop_record(self.state.history)
+        if stopped is not None:  # the best epoch's weights are the model
+            best = stopped[RECORD_KEY]["best_epoch"]
+            if self.state.best_model is None:
+                raise CheckpointError(f"{self.run_dir}: the run stopped early but its checkpoint holds no "
+                                      f"weights of its best epoch {best}")
+            self.model.load_state_dict(self.state.best_model)
         reconstruction = None
         if self.plan.two_stage:
             self.model.requires_grad_(True)  # the saved model's parameters are all trainable
@@ -395,6 +428,9 @@ class _Run:
                                                 self.config.evaluation.batch_size, self.ctx)}
         if self.ctx.is_main:
             last = self.state.history[-1] if self.state.history else {}
+            if stopped is not None:  # the metrics of the epoch whose weights are saved
+                last = next(r for r in self.state.history
+                            if r["epoch"] == stopped[RECORD_KEY]["best_epoch"])
             metrics: dict[str, Any] = {
                 "epochs": tc.epochs, "train_loss": last.get("loss"),
                 "train_accuracy": last.get("train_accuracy"),
@@ -403,6 +439,15 @@ class _Run:
             if reconstruction is not None:
                 metrics.update(autoencoder_epochs=self.plan.autoencoder_epochs,
                                reconstruction=reconstruction)
+            if self.check is not None:
+                final = last_check(self.state.history) or {}
+                metrics["early_stop"] = {
+                    **self.check.settings(), "stopped": stopped is not None,
+                    "reason": None if stopped is None else stopped[RECORD_KEY]["stop"],
+                    "epochs_trained": self.state.epoch,
+                    "model_epoch": int(last["epoch"]) if last else 0,
+                    "best_epoch": final.get("best_epoch"),
+                    "best_robust_accuracy": final.get("best_robust_accuracy")}
             save_model(self.model, self.run_dir, self.config, metrics,
                        dictionary=initial_dictionary, dataset={"train_images": train_images})
             atomic_write_json(path, {
@@ -453,6 +498,14 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
 
     root = None if config.data.dataset is DatasetName.SYNTHETIC else data_root
     train_set = load_dataset(config.data, root, "train")
+    check = None
+    if tc.early_stop_images > 0:  # held out of training for the early-stopping check
+        held, rest = held_out_split(len(train_set), tc.early_stop_images, tc.seed)
+        check = RobustnessCheck.of(tc, train_set.images[held], train_set.labels[held], held)
+        train_set = train_set.subset(rest)
+    elif tc.method is TrainMethod.FGSM_RS and ctx.is_main:
+        log.warning("FGSM-RS without the early-stopping check (train.early_stop_images = 0): nothing "
+                    "guards this run against catastrophic overfitting (docs/method.md §5)")
     monitor, test_images = None, None
     two_stage = StagePlan.of(tc).two_stage
     if config.data.monitor_images > 0 or two_stage:
@@ -486,7 +539,7 @@ def _train(config: RunConfig, run_dir: Path, data_root: str | Path | None, progr
     new_run = _NewRun.start(run_dir, config) if fresh and ctx.is_main else None
     try:
         return _run_epochs(config, run_dir, ctx, model, generators, model_gen, loader,
-                           monitor, initial_dictionary, len(train_set), progress, test_images)
+                           monitor, initial_dictionary, len(train_set), progress, test_images, check)
     except BaseException:
         if new_run is not None and not (run_dir / RECORD_FILE).is_file():
             log.debug("removing %s: the new run failed before its first epoch was saved", run_dir)
@@ -515,8 +568,10 @@ def _run_epochs(config: RunConfig, run_dir: Path, ctx: D.DistContext, model: nn.
                 generators: dict[str, torch.Generator], model_gen: torch.Generator, loader: Any,
                 monitor: tuple[torch.Tensor, torch.Tensor] | None, initial_dictionary: Any,
                 train_images: int, progress: bool,
-                test_images: torch.Tensor | None = None) -> dict[str, Any]:
-    """Resume from the checkpoint (if any), train the remaining epochs, save the model."""
+                test_images: torch.Tensor | None = None,
+                check: RobustnessCheck | None = None) -> dict[str, Any]:
+    """Resume from the checkpoint (if any), train the remaining epochs (until the end or an
+    early stop), save the model."""
     tc = config.train
     plan = StagePlan.of(tc)
     # the checkpoint holds the optimiser of the stage of its last epoch
@@ -539,14 +594,23 @@ def _run_epochs(config: RunConfig, run_dir: Path, ctx: D.DistContext, model: nn.
     net = _wrap(net, ctx)
     model.train()
     run = _Run(config, run_dir, ctx, model, net, optimizer, generators, model_gen, loader,
-               monitor, state, plan, stage)
-    for epoch in range(state.epoch, plan.total_epochs):
+               monitor, state, plan, stage, check)
+    stopped = stop_record(state.history)
+    if stopped is not None and ctx.is_main:
+        log.info("%s stopped early after epoch %d: %s", run_dir, stopped["epoch"], stopped[RECORD_KEY]["stop"])
+    for epoch in range(state.epoch, plan.total_epochs if stopped is None else state.epoch):
         if plan.stage_of(epoch) is not run.stage:
             run.enter(plan.stage_of(epoch))  # stage 2 starts with a fresh optimiser
         record = run.epoch(epoch, progress)
+        stop = run.robustness(record)
         if ctx.is_main:
             _log_epoch(record, plan)
         run.checkpoint(record)
+        if stop is not None:
+            if ctx.is_main:
+                log.warning("stopping after epoch %d of %d: %s; the model is epoch %d's", record["epoch"],
+                            plan.total_epochs, stop, record[RECORD_KEY]["best_epoch"])
+            break
     return run.finish(initial_dictionary, train_images, test_images)
 
 
@@ -564,3 +628,8 @@ def _log_epoch(record: dict[str, Any], plan: StagePlan) -> None:
              record["loss"], 100 * record["train_accuracy"],
              "-" if record["monitor_accuracy"] is None
              else f"{100 * record['monitor_accuracy']:.2f} %", record["lr"], record["seconds"])
+    check = record.get(RECORD_KEY)
+    if check is not None:
+        log.info("  held-out check (%d images): clean %.1f %%, PGD-%d %.1f %%; best %.1f %% at epoch %d",
+                 check["images"], 100 * check["clean_accuracy"], check["steps"],
+                 100 * check["robust_accuracy"], 100 * check["best_robust_accuracy"], check["best_epoch"])
