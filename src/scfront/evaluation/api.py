@@ -192,7 +192,7 @@ def evaluate(model: nn.Module | str | Path, images: torch.Tensor, labels: torch.
              n_classes: int | None = None, checks: bool | str | Sequence[str] = True, check_images: int = 100,
              batch_size: int = 250, seed: int = 0, cascade: bool = True, indices: torch.Tensor | None = None,
              model_name: str | None = None, dataset: str = "custom", device: torch.device | str = "cpu",
-             progress: bool = False) -> Evaluation:
+             progress: bool = False, model_seed: int | None = None) -> Evaluation:
     """Attack ``model`` on ``images`` with a suite and return the typed results.
 
     Args:
@@ -217,6 +217,8 @@ def evaluate(model: nn.Module | str | Path, images: torch.Tensor, labels: torch.
         indices: (N,) int64 ids of the images that key their random streams (default 0..N−1).
         model_name, dataset: display names for the results.
         device: where the model and the attacks run.
+        model_seed: a randomised model's own seed (reseeded per unit, recorded; default 0),
+            apart from ``seed`` (the attacks'); refused for a deterministic model.
     Returns:
         :class:`Evaluation`.
     Raises:
@@ -244,7 +246,7 @@ def evaluate(model: nn.Module | str | Path, images: torch.Tensor, labels: torch.
     options: dict[str, Any] = dict(starts=StartPool(pixels), model_name=name, dataset=dataset, seed=seed,
                                    batch_size=batch_size, cascade=cascade, checks=checks,
                                    check_images=check_images, device=device, progress=progress,
-                                   n_classes=n_classes)
+                                   n_classes=n_classes, model_seed=model_seed)
     if out is not None:
         results = run_evaluation(model, data, suite, Path(out), **options)
         assert results is not None  # one process computes every batch

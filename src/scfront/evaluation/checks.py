@@ -75,6 +75,7 @@ from scfront.evaluation.state import StateStore
 from scfront.frontend.bpda import BPDA
 from scfront.frontend.encoder import Encoder
 from scfront.io import atomic_write_json
+from scfront.models.randomness import seed_model
 from scfront.naming import NameRegistry
 from scfront.sampling import RowGenerators, rows_of
 
@@ -776,6 +777,8 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: EvalSpe
             and store.read_check(c.name) is None]
     for check in tqdm(todo, desc="checks", disable=not progress):
         start = time.perf_counter()
+        if spec.model_seed is not None:  # a randomised model: its own stream, keyed by the check
+            seed_model(model, spec.model_seed, "check", check.name)
         record = check.run(inputs.first(selection[check.name]))
         seconds = time.perf_counter() - start
         store.write_check(check.name, {**record, "seconds": seconds})

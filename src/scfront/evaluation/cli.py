@@ -135,6 +135,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="BPDA tanh steepness at attack time (0: identity through the activation; "
                             "with only --top-u given: the paper's 4)")
     group.add_argument("--eot-samples", type=int, default=None, help="EOT gradient samples per step")
+    rand = p.add_argument_group("randomised models (test-time noise or dropout)")
+    rand.add_argument("--ensemble", type=int, default=None, metavar="E",
+                      help="evaluate the model averaged over E forward passes (log of the mean softmax; "
+                           "default: as its model card says; 1: the single network)")
+    rand.add_argument("--model-seed", type=int, default=None, metavar="S",
+                      help="seed of a randomised model's own noise, reseeded per unit of work and recorded "
+                           "in spec.json, apart from --seed (the attacks'); default 0; refused for a "
+                           "deterministic model")
     p.add_argument("--batch-size", type=int, default=250, help="images per unit of work (default: 250)")
     add_device_argument(p)
     p.add_argument("--no-cascade", action="store_true",
@@ -262,18 +270,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = ctx.device
     spec = resolve_spec(args.model)
     model = load(spec, weights=args.weights, device=device)
+    name = spec.display_name
+    if args.ensemble is not None:
+        model, name = _with_ensemble(model, args.ensemble, name)
     # the model is validated on probe images of the dataset's shape before the data are read,
     # and again on the real images before any attack (scfront.evaluation.protocol)
     _validate_on_probe(model, args, device, _suite_attacks(attacks))
     test = _load_test_set(args)
     index = eval_subset_indices(len(test), args.n_images, args.subset_seed)
     data = EvalData(index, test.images[index], test.labels[index])
-    name = spec.display_name
     results = evaluate(model, data, attacks, args.out, starts=StartPool(test.images), model_name=name,
                        dataset=args.dataset,
                        subset_seed=args.subset_seed, seed=args.seed, batch_size=args.batch_size,
                        cascade=not args.no_cascade, checks=checks, check_images=args.check_images,
-                       shard=shard, device=device, n_classes=len(test.classes),
+                       shard=shard, device=device, n_classes=len(test.classes), model_seed=args.model_seed,
                        progress=not args.no_progress and sys.stderr.isatty() and ctx.is_main)
     if ctx.distributed:
         try:
@@ -290,6 +300,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     _print_results(results, args.out)
     return 0
+
+
+def _with_ensemble(model: Any, samples: int, name: str) -> tuple[Any, str]:
+    """``--ensemble E``: the model averaged over E forward passes (log of the mean softmax,
+    :class:`~scfront.models.ensemble.Ensemble`); 1 = the single network, also for a model whose
+    card makes it an ensemble."""
+    from scfront.errors import ConfigError
+    from scfront.models.ensemble import Ensemble
+
+    if samples < 1:
+        raise ConfigError(f"--ensemble must be >= 1 forward passes, got {samples}")
+    inner = model.model if isinstance(model, Ensemble) else model
+    if samples == 1:
+        return inner, name
+    return Ensemble(inner, samples).eval(), f"{name} (ensemble of {samples})"
 
 
 def _items(groups: list[str]) -> list[str]:

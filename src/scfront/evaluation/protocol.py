@@ -69,7 +69,7 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
              subset_seed: int = 0, seed: int = 0, batch_size: int = 250, cascade: bool = True,
              checks: bool | str | Sequence[str] = True, check_images: int = 100, shard: Shard = Shard(),
              device: torch.device | str = "cpu", progress: bool = True,
-             n_classes: int | None = None) -> dict[str, Any] | None:
+             n_classes: int | None = None, model_seed: int | None = None) -> dict[str, Any] | None:
     """Run (or resume) an evaluation into ``out_dir``; the results once every unit is done.
 
     Args:
@@ -88,6 +88,10 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
         shard: the batches this process computes (the checks run in shard 0).
         n_classes: the dataset's number of classes (the model must have one output per class;
             ``None``: only checked against the labels).
+        model_seed: for a model whose test-time forward pass is random (noise, dropout, an
+            ensemble of them): the seed of its own stream, reseeded per unit of work and
+            recorded in spec.json (default 0); separate from ``seed``, the attacks' streams.
+            Refused for a deterministic model.
     Returns:
         The results.json object, or None while other shards still have units to compute.
     """
@@ -96,7 +100,8 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
     spec = EvalSpec(model=model_name, model_sha256=model_digest(model), dataset=dataset,
                     n_images=int(data.labels.shape[0]), subset_seed=subset_seed, seed=seed,
                     batch_size=batch_size, cascade=cascade, checks=bool(selection), check_images=check_images,
-                    attacks=tuple(attack_spec(a, label) for a, label in zip(suite, labels)))
+                    attacks=tuple(attack_spec(a, label) for a, label in zip(suite, labels)),
+                    model_seed=_model_seed(model, model_seed))
     device = torch.device(device)
     model = model.to(device).eval()
     validate_model(model, *data.batch(slice(0, VALIDATION_IMAGES), device), suite, n_classes, seed)
@@ -110,6 +115,18 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
     if missing_units(Path(out_dir), spec) or (spec.checks and not checks_complete(store)):
         return None
     return finalize(out_dir)
+
+
+def _model_seed(model: nn.Module, requested: int | None) -> int | None:
+    """The recorded seed of a randomised model's own stream: ``requested``, else 0; None for a
+    deterministic model (a seed given for one is refused: it would change nothing)."""
+    from scfront.models.randomness import is_randomized
+
+    if not is_randomized(model):
+        if requested is not None:
+            raise ConfigError("a model seed was given, but the model draws no randomness at test time")
+        return None
+    return 0 if requested is None else int(requested)
 
 
 def finalize(out_dir: str | Path) -> dict[str, Any]:

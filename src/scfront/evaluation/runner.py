@@ -90,6 +90,18 @@ def _execute(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return out
 
 
+def reseed_model(model: nn.Module, spec: EvalSpec, *unit: object) -> None:
+    """Reseed a randomised model's own stream for one unit of work (``spec.model_seed`` not
+    None): ``seed_model(model, model_seed, *unit)``. The model's noise then depends only on the
+    unit (clean pass or attack position and name, batch; ``"check", name`` for a check), never
+    on what ran before it, so resuming and shards give the same draws; it is keyed apart from
+    the attacks' streams (:mod:`scfront.models.randomness`)."""
+    if spec.model_seed is not None:
+        from scfront.models.randomness import seed_model
+
+        seed_model(model, spec.model_seed, *unit)
+
+
 def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequence[Attack],
               out_dir: str | Path, shard: Shard = Shard(), device: torch.device | str = "cpu",
               progress: bool = True, starts: StartPool | None = None) -> None:
@@ -117,6 +129,7 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
         path = store.clean_path(b)
         if path.is_file():
             continue
+        reseed_model(counter, spec, "clean", b)
         x, _ = data.batch(spec.batch_slice(b), device)
         start = time.perf_counter()
         pred = predict(counter, x)
@@ -142,6 +155,7 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
                 # not depend on the batch size, the shard or which batch mates the cascade left
                 images = data.indices[spec.batch_slice(b)][idx.cpu()]
                 gen = unit_generators(spec.seed, images, spec.position_in_column(pos), attack.name, device=device)
+                reseed_model(counter, spec, pos, attack.name, b)
                 out = _execute(attack, counter, x[idx], y[idx], gen, starts)
                 tensors["success"][idx] = out.pop("success")
                 tensors.update(out)

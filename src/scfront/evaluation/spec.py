@@ -74,6 +74,9 @@ class EvalSpec:
     checks: bool
     check_images: int
     attacks: tuple[AttackSpec, ...]
+    # The randomised model's own stream (scfront.models.randomness.seed_model), reseeded per
+    # unit of work; None for a deterministic model (nothing reseeded, nothing recorded).
+    model_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_images < 1 or self.batch_size < 1:
@@ -124,6 +127,8 @@ class EvalSpec:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["attacks"] = [asdict(a) for a in self.attacks]
+        if out["model_seed"] is None:  # deterministic models: spec.json as before the field
+            del out["model_seed"]
         return out
 
     @classmethod
