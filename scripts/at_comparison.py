@@ -110,7 +110,7 @@ def commands(args: argparse.Namespace, available: Sequence[str]) -> list[tuple[s
                  "--out", str(out / "eval" / arm)]
         steps.append((f"eval-{arm}", argv))
     if args.transfer:
-        source = (out / "models" / "plain").absolute()
+        source = out / "models" / "plain"  # as given: the commands run in this folder
         if ":" in str(source):
             raise ConfigError(f"the transfer source path {source} contains ':', which separates attack options")
         argv = [*cli, "evaluate", str(out / "models" / "defended"), *common,
@@ -299,7 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from scfront.io import atomic_write_json, atomic_write_text
 
             atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
-            atomic_write_json(out / "comparison.json", {"commands": [shlex.join(a) for _, a in steps], **data})
+            # the commands as run, the interpreter written as "python"
+            recorded = [shlex.join(["python", *a[1:]]) for _, a in steps]
+            atomic_write_json(out / "comparison.json", {"commands": recorded, **data})
             plot(data, out / "clean_vs_robust.png")
         print("\n".join(lines))
         return 0

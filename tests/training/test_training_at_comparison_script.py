@@ -42,7 +42,7 @@ def test_dry_run_trains_both_arms_and_evaluates_them_alike(script, capsys, tmp_p
     assert "bpda-variants" not in _option(plain, "--checks")[0].split(",")
     assert _option(defended, "--checks")[0].startswith("default")
     (column,) = _option(transfer, "--column")
-    assert column == f"transfer=transfer:source={(out / 'models' / 'plain').absolute()}:source_attack=pgd-linf"
+    assert column == f"transfer=transfer:source={out / 'models' / 'plain'}:source_attack=pgd-linf"
     assert transfer[transfer.index("evaluate") + 1] == str(out / "models" / "defended")
     assert script["main"](["DATA", str(out), "--dry-run", "--no-transfer"]) == 0
     assert "transfer=" not in capsys.readouterr().out
