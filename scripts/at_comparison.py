@@ -10,19 +10,23 @@ Before anything runs, the two resolved configurations (with every ``--set``) are
 must differ in ``frontend.enabled`` only (same data, held-out images, epochs, schedule, rate,
 seed, classifier, attack and early-stopping settings), else the script stops. Both models are
 then evaluated by ``scfront evaluate`` on the same ``--n-images`` test images (the fixed seeded
-subset) with the same attack seed and two columns, each a cascade of its own:
+subset) with the same attack seed, one evaluation per column (a suite may hold each attack once,
+and @autoattack holds a Square of its own):
 
-    autoattack  @autoattack (APGD-CE, APGD-T, FAB-T, Square 5,000 queries)
-    square      square:queries=5000 (Square alone, a black-box reference)
+    autoattack  @autoattack (APGD-CE, APGD-T, FAB-T, Square 5,000 queries, as a cascade), with
+                the self-checks: the default ones, ``bpda-variants`` (other BPDA rules on what the
+                suite left robust; defended arm only, the plain arm has no frontend) and
+                ``binarization`` (the active binarization test) when this installation has it
+    square      square:queries=5000 (Square alone on every correctly classified image: the
+                black-box reference), no checks
 
-plus the per-example worst case over both, and the self-checks: the default ones, ``bpda-variants``
-(other BPDA rules on what the suite left robust; defended arm only, the plain arm has no
-frontend) and ``binarization`` (the active binarization test) when this installation registers
-it. The optional third evaluation, ``transfer`` (skip it with ``--no-transfer``), attacks the
-defended model without any knowledge of its frontend: ``transfer:source=<plain model>`` runs
-``--transfer-attack`` (default pgd-linf) on the plain model and keeps, per image, the first
-adversarial that also fools the defended one. A defended arm whose white-box robustness exceeds
-the plain arm's while it falls to the transfer adversarials owes its gain to gradient masking.
+and the per-example worst case over both (an image counts as robust when neither broke it,
+from the evaluations' per-image ``broken_by``). The optional third evaluation, ``transfer``
+(skip it with ``--no-transfer``), attacks the defended model without any knowledge of its
+frontend: ``transfer:source=<plain model>`` runs ``--transfer-attack`` (default pgd-linf) on the
+plain model and keeps, per image, the first adversarial that also fools the defended one. A
+defended arm whose white-box robustness exceeds the plain arm's while it falls to the transfer
+adversarials owes its gain to gradient masking.
 
 Usage::
 
@@ -30,7 +34,7 @@ Usage::
 
 ``--dry-run`` prints the commands and runs nothing. Rerunning resumes (``scfront train`` and
 ``scfront evaluate`` continue their folders; finished ones are reused). Output: OUT/models/<arm>,
-OUT/eval/<arm>, OUT/eval/transfer, OUT/<step>.log, OUT/table.md, OUT/comparison.json and
+OUT/eval/<arm>/<column>, OUT/eval/transfer, OUT/<step>.log, OUT/table.md, OUT/comparison.json and
 OUT/clean_vs_robust.png.
 """
 
@@ -103,12 +107,11 @@ def commands(args: argparse.Namespace, available: Sequence[str]) -> list[tuple[s
     common = ["--data-root", args.data_root, "--n-images", str(args.n_images), "--seed", str(args.seed),
               "--device", args.device, "--no-progress"]
     for arm, _, _ in ARMS:
-        argv = [*cli, "evaluate", str(out / "models" / arm), *common]
-        for label, attacks in COLUMNS:
-            argv += ["--column", f"{label}={attacks}"]
-        argv += ["--checks", checks_of(arm, available), "--check-images", str(args.check_images),
-                 "--out", str(out / "eval" / arm)]
-        steps.append((f"eval-{arm}", argv))
+        for k, (label, attacks) in enumerate(COLUMNS):
+            argv = [*cli, "evaluate", str(out / "models" / arm), *common, "--column", f"{label}={attacks}"]
+            argv += (["--checks", checks_of(arm, available), "--check-images", str(args.check_images)]
+                     if k == 0 else ["--no-checks"])
+            steps.append((f"eval-{arm}-{label}", [*argv, "--out", str(out / "eval" / arm / label)]))
     if args.transfer:
         source = out / "models" / "plain"  # as given: the commands run in this folder
         if ":" in str(source):
@@ -143,9 +146,15 @@ def collect(out: Path, transfer: bool) -> dict[str, Any]:
     """The comparison's numbers from the run folders: per arm its training summary and
     evaluation results, and the transfer evaluation."""
     rows: dict[str, Any] = {}
+    indices = None
     for arm, recipe, label in ARMS:
         summary = _read(out / "models" / arm / "summary.json")
-        res = _read(out / "eval" / arm / "results.json")
+        results = {column: _read(out / "eval" / arm / column / "results.json") for column, _ in COLUMNS}
+        for res in results.values():
+            if indices is not None and res["indices"] != indices:
+                raise ConfigError("the evaluations ran on different test images")
+            indices = res["indices"]
+        res = results[COLUMNS[0][0]]
         stop = summary.get("early_stop") or {}
         rows[arm] = {
             "label": label, "recipe": recipe, "defended": summary["defended"],
@@ -153,21 +162,24 @@ def collect(out: Path, transfer: bool) -> dict[str, Any]:
             "model_epoch": stop.get("model_epoch", summary["epochs"]), "early_stop": stop.get("reason"),
             "train_minutes": summary["seconds"] / 60.0, "n_images": res["n_images"],
             "clean": res["clean_accuracy"],
-            "columns": {label_: res["columns"][label_]["accuracy"] for label_, _ in COLUMNS},
-            "worst_case": res["worst_case_accuracy"],
-            "checks": {name: {k: v for k, v in entry.items()} for name, entry in res["checks"].items()},
-            "indices": res["indices"],
+            "columns": {column: results[column]["columns"][column]["accuracy"] for column, _ in COLUMNS},
+            "worst_case": _worst_case([r["broken_by"] for r in results.values()]),
+            "checks": dict(res["checks"]),
         }
-    if rows["defended"]["indices"] != rows["plain"]["indices"]:
-        raise ConfigError("the two evaluations ran on different test images")
     out_rows: dict[str, Any] = {"arms": rows}
     if transfer:
         res = _read(out / "eval" / TRANSFER / "results.json")
+        if res["indices"] != indices:
+            raise ConfigError("the evaluations ran on different test images")
         out_rows[TRANSFER] = {"clean": res["clean_accuracy"], "accuracy": res["columns"][TRANSFER]["accuracy"],
                               "n_images": res["n_images"], "attack": res["columns"][TRANSFER]["attacks"]}
-    for row in rows.values():
-        del row["indices"]
     return out_rows
+
+
+def _worst_case(broken_by: Sequence[Sequence[int]]) -> float:
+    """Fraction of images no evaluation broke: ``broken_by`` of each (per image, -1 = robust)."""
+    robust = [all(b[i] == -1 for b in broken_by) for i in range(len(broken_by[0]))]
+    return sum(robust) / len(robust)
 
 
 def table(data: dict[str, Any], budget: str) -> list[str]:

@@ -33,10 +33,14 @@ def test_dry_run_trains_both_arms_and_evaluates_them_alike(script, capsys, tmp_p
     assert [a[a.index("--recipe") + 1] for a in trains] == ["defense_fast_at", "fast_at"]
     assert all(_option(a, "--set") == ["train.seed=3"] and _option(a, "--preset") == ["cpu"] for a in trains)
     evaluations = [a for a in lines if "evaluate" in a]
-    assert [Path(_option(a, "--out")[0]).name for a in evaluations] == ["defended", "plain", "transfer"]
-    defended, plain, transfer = evaluations
+    assert [Path(_option(a, "--out")[0]).relative_to(out / "eval").as_posix() for a in evaluations] == [
+        "defended/autoattack", "defended/square", "plain/autoattack", "plain/square", "transfer"]
+    defended, defended_square, plain, plain_square, transfer = evaluations
     for argv in (defended, plain):
-        assert _option(argv, "--column") == ["autoattack=@autoattack", "square=square:queries=5000"]
+        assert _option(argv, "--column") == ["autoattack=@autoattack"]
+    for argv in (defended_square, plain_square):
+        assert _option(argv, "--column") == ["square=square:queries=5000"] and "--no-checks" in argv
+    for argv in evaluations:
         assert _option(argv, "--n-images") == ["1000"] and _option(argv, "--seed") == ["0"]
     assert "bpda-variants" in _option(defended, "--checks")[0].split(",")
     assert "bpda-variants" not in _option(plain, "--checks")[0].split(",")
@@ -81,21 +85,27 @@ def test_table_and_plot_from_the_run_folders(script, capsys, tmp_path: Path) -> 
             {"epochs_trained": 7, "model_epoch": 7, "reason": None}
         _write(tmp_path / "models" / arm / "summary.json",
                {"defended": arm == "defended", "epochs": 7, "seconds": 600.0 * (k + 1), "early_stop": stop})
-        _write(tmp_path / "eval" / arm / "results.json", {
-            "n_images": 4, "clean_accuracy": 0.75 - 0.25 * k, "worst_case_accuracy": 0.25,
-            "columns": {"autoattack": {"accuracy": 0.5 - 0.25 * k}, "square": {"accuracy": 0.5}},
-            "checks": checks if arm == "defended" else {"large-eps": checks["large-eps"]},
-            "indices": [3, 1, 2, 0]})
+        # per image: -2 misclassified, -1 robust, else the attack that broke it
+        aa = [-1, -1, 0, -2] if arm == "defended" else [-1, 1, -2, -2]
+        sq = [-1, 0, -1, -2] if arm == "defended" else [0, -1, -2, -2]
+        for column, broken_by in (("autoattack", aa), ("square", sq)):
+            _write(tmp_path / "eval" / arm / column / "results.json", {
+                "n_images": 4, "clean_accuracy": 0.75 - 0.25 * k,
+                "columns": {column: {"accuracy": sum(b == -1 for b in broken_by) / 4}},
+                "checks": ({} if column == "square" else
+                           checks if arm == "defended" else {"large-eps": checks["large-eps"]}),
+                "indices": [3, 1, 2, 0], "broken_by": broken_by})
     _write(tmp_path / "eval" / "transfer" / "results.json", {
-        "n_images": 4, "clean_accuracy": 0.75, "columns": {"transfer": {"accuracy": 0.5, "attacks": ["transfer"]}}})
+        "n_images": 4, "clean_accuracy": 0.75, "indices": [3, 1, 2, 0],
+        "columns": {"transfer": {"accuracy": 0.5, "attacks": ["transfer"]}}})
     assert script["main"](["DATA", str(tmp_path), "--preset", "smoke", "--table-only"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Budget: preset smoke, 2 epochs of FGSM-RS (step 1.25 eps, eps 8/255)")
     assert lines[2] == ("| arm | recipe | epochs (model / trained / planned) | clean | autoattack | square "
                         "| worst case | bpda-variants | binarization | train minutes |")
     assert lines[4] == ("| frontend + ResNet-32, FGSM-RS | defense_fast_at | 7 / 7 / 7 | 75.0 % | 50.0 % | 50.0 % "
-                        "| 25.0 % | FAIL | - | 10.0 |")
-    assert lines[5] == "| ResNet-32, FGSM-RS | fast_at | 3 / 5 / 7 | 50.0 % | 25.0 % | 50.0 % | 25.0 % | - | - | 20.0 |"
+                        "| 25.0 % | FAIL | - | 10.0 |")  # worst case: only the first image is robust to both
+    assert lines[5] == "| ResNet-32, FGSM-RS | fast_at | 3 / 5 / 7 | 50.0 % | 25.0 % | 25.0 % | 0.0 % | - | - | 20.0 |"
     assert "clean 75.0 %, robust 50.0 % on 4 images" in lines[7]
     assert "- plain: stopped after epoch 5, model of epoch 3: fell" in lines
     assert "- defended bpda-variants: FAIL: identity rule breaks 3 more" in lines
@@ -103,7 +113,7 @@ def test_table_and_plot_from_the_run_folders(script, capsys, tmp_path: Path) -> 
     saved = json.loads((tmp_path / "comparison.json").read_text())
     assert saved["arms"]["plain"]["model_epoch"] == 3 and saved["transfer"]["accuracy"] == 0.5
     # different test images for the two arms: refused
-    _write(tmp_path / "eval" / "plain" / "results.json", {**json.loads(
-        (tmp_path / "eval" / "plain" / "results.json").read_text()), "indices": [0, 1, 2, 3]})
+    square = tmp_path / "eval" / "plain" / "square" / "results.json"
+    _write(square, {**json.loads(square.read_text()), "indices": [0, 1, 2, 3]})
     assert script["main"](["DATA", str(tmp_path), "--preset", "smoke", "--table-only"]) == 2
     assert "different test images" in capsys.readouterr().err
