@@ -27,7 +27,7 @@ from typing import ClassVar, Iterator
 import torch
 from torch import nn
 
-from scfront.attacks.gradient import GradientAttack, Run
+from scfront.attacks.gradient import GradientAttack, Run, target_ranks
 from scfront.attacks.losses import Loss, LossFn, dlr_targeted, make_loss
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm
@@ -202,13 +202,9 @@ class APGDTargeted(APGD):
 
     def runs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              clean_logits: torch.Tensor) -> Iterator[Run]:
-        """``restarts`` runs per target rank; the targets of all ranks come from one forward pass."""
-        # classes by decreasing clean logit: rank r is the r-th most likely class other than the
-        # top one (the true class for the robust points, the only ones attacked)
-        order = torch.sort(clean_logits, dim=1, descending=True).indices
-        for rank in range(1, self.n_target_classes + 1):
-            for _ in range(self.restarts):
-                yield self._targeted_run(model, order, rank)
+        """``restarts`` runs per target rank (:func:`~scfront.attacks.gradient.target_ranks`)."""
+        for order, rank, _ in target_ranks(clean_logits, self.n_target_classes, self.restarts):
+            yield self._targeted_run(model, order, rank)
 
     def _targeted_run(self, model: nn.Module, order: torch.Tensor, rank: int) -> Run:
         def run(rows: torch.Tensor, x: torch.Tensor, y: torch.Tensor, generator: Randomness) -> torch.Tensor:

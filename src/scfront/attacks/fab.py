@@ -31,7 +31,7 @@ from typing import ClassVar, Iterator
 import torch
 from torch import nn
 
-from scfront.attacks.gradient import GradientAttack, Run
+from scfront.attacks.gradient import GradientAttack, Run, target_ranks
 from scfront.attacks.registry import register_attack
 from scfront.attacks.threat import Norm, ThreatModel
 from scfront.attacks.validate import number
@@ -225,12 +225,10 @@ class FABTargeted(FAB):
 
     def runs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              clean_logits: torch.Tensor) -> Iterator[Run]:
-        """``restarts`` runs per target rank; the targets of all ranks come from one forward pass."""
-        # rank r: the r-th most likely class after the top one (the true class of every attacked point)
-        order = torch.sort(clean_logits, dim=1, descending=True).indices
-        for rank in range(1, self.n_target_classes + 1):
-            for restart in range(self.restarts):
-                yield self._targeted_run(model, order, rank, random=restart > 0)
+        """``restarts`` runs per target rank (:func:`~scfront.attacks.gradient.target_ranks`); the
+        first run of each target starts at x, its restarts at random points."""
+        for order, rank, restart in target_ranks(clean_logits, self.n_target_classes, self.restarts):
+            yield self._targeted_run(model, order, rank, random=restart > 0)
 
     def attack_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     generator: Randomness) -> torch.Tensor:

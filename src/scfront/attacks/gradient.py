@@ -42,7 +42,7 @@ from scfront.validate import positive_int, radius
 if TYPE_CHECKING:
     from scfront.attacks.blackbox.starts import StartPool
 
-__all__ = ["GradientAttack", "keep_worst", "loss_and_grad", "Run"]
+__all__ = ["GradientAttack", "keep_worst", "loss_and_grad", "Run", "target_ranks"]
 
 #: One run of an attack on a subset of the batch: ``(rows, x_sub, y_sub, generator_sub) -> x_adv_sub``
 #: with ``rows`` (M,) int64 the subset's positions in the attacked batch, ``x_sub`` (M, C, H, W),
@@ -76,6 +76,21 @@ def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: L
                 loss_sum, grad_sum, logits_sum = loss_sum + loss, grad_sum + grad, logits_sum + logits
     assert loss_sum is not None and grad_sum is not None and logits_sum is not None
     return loss_sum / eot_samples, grad_sum / eot_samples, logits_sum / eot_samples
+
+
+def target_ranks(clean_logits: torch.Tensor, n_target_classes: int,
+                 restarts: int) -> Iterator[tuple[torch.Tensor, int, int]]:
+    """The runs of a targeted attack (APGD-T, FAB-T), AutoAttack's order: ``(order, rank,
+    restart)`` for rank 1, ..., ``n_target_classes`` and ``restarts`` runs each.
+
+    ``order`` (N, K) int64 holds each row's classes by decreasing clean logit, from one forward
+    pass for all ranks; rank r targets ``order[:, r]``, the r-th most likely class after the top
+    one (the true class of every attacked point: only correctly classified points are attacked).
+    """
+    order = torch.sort(clean_logits, dim=1, descending=True).indices
+    for rank in range(1, n_target_classes + 1):
+        for restart in range(restarts):
+            yield order, rank, restart
 
 
 def keep_worst(model: nn.Module, x: torch.Tensor, y: torch.Tensor, runs: Iterable[Run],
