@@ -87,10 +87,11 @@ def available_checks() -> list[str]:
     return names()
 
 
-def checks_of(arm: str, available: Sequence[str]) -> str:
-    """The --checks list of an arm: the defaults, bpda-variants (defended arm), binarization."""
+def checks_of(arm: str, available: Sequence[str], skip: Sequence[str] = ()) -> str:
+    """The --checks list of an arm: the defaults, bpda-variants (defended arm), binarization
+    (each opt-in check only where this installation has it and it is not in ``skip``)."""
     wanted = ["default"] + (["bpda-variants"] if arm == "defended" else []) + ["binarization"]
-    return ",".join(c for c in wanted if c == "default" or c in available)
+    return ",".join(c for c in wanted if c == "default" or (c in available and c not in skip))
 
 
 def commands(args: argparse.Namespace, available: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -109,7 +110,7 @@ def commands(args: argparse.Namespace, available: Sequence[str]) -> list[tuple[s
     for arm, _, _ in ARMS:
         for k, (label, attacks) in enumerate(COLUMNS):
             argv = [*cli, "evaluate", str(out / "models" / arm), *common, "--column", f"{label}={attacks}"]
-            argv += (["--checks", checks_of(arm, available), "--check-images", str(args.check_images)]
+            argv += (["--checks", checks_of(arm, available, args.skip_check), "--check-images", str(args.check_images)]
                      if k == 0 else ["--no-checks"])
             steps.append((f"eval-{arm}-{label}", [*argv, "--out", str(out / "eval" / arm / label)]))
     if args.transfer:
@@ -258,6 +259,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--check-images", type=int, default=100,
                    help="images the checks may use, the first of the subset (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="the attacks' seed (default: 0)")
+    p.add_argument("--skip-check", action="append", default=[], choices=["bpda-variants", "binarization"],
+                   help="leave out one of the opt-in checks (repeatable)")
     p.add_argument("--no-transfer", dest="transfer", action="store_false",
                    help="skip the transfer evaluation of the defended model")
     p.add_argument("--transfer-attack", default="pgd-linf",
