@@ -102,6 +102,16 @@ def test_a_working_attack_passes(bz: ModuleType) -> None:
     assert [o.index for o in result.images] == list(range(100, 106))
 
 
+def test_a_stored_check_record_with_the_runners_seconds_reads_back(bz: ModuleType) -> None:
+    # the check runner stores {**record, "seconds": <the check's total>} over the per-phase dict
+    result = _run(bz, Net(), k=2, steps=20)
+    stored = {**result.to_json(), "applicable": True, "seconds": 3.5}
+    again = bz.BinarizationResult.from_json(stored)
+    assert again.success_rate == result.success_rate and again.seconds == {"total": 3.5}
+    verdict = bz.BinarizationCheck().verdict(stored, None)
+    assert verdict.passed == result.passed and "attack success rate" in verdict.detail
+
+
 def test_an_attack_that_cannot_reach_the_boundary_fails(bz: ModuleType) -> None:
     x, y, idx = _data()
     weak = [create_attack("pgd-linf", eps=EPS / 100, steps=20)]

@@ -256,9 +256,12 @@ class BinarizationResult:
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> "BinarizationResult":
         """The inverse of :meth:`to_json` (the summary keys are recomputed, not read)."""
+        # as a check's stored record, "seconds" is the check's total (a number) that the check
+        # runner writes over this record's per-phase {phase: seconds}
+        phases = record.get("seconds", {})
         return cls(norm=str(record["norm"]), eps=float(record["eps"]), attacks=tuple(record["attacks"]),
                    settings=dict(record["settings"]), images=tuple(ImageOutcome(**o) for o in record["images"]),
-                   seconds=dict(record.get("seconds", {})))
+                   seconds=dict(phases) if isinstance(phases, Mapping) else {"total": float(phases)})
 
 
 # --------------------------------------------------------------------------- sampling
