@@ -48,7 +48,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from scfront.config import load_preset, to_dict
+from scfront.config import flat_settings, load_preset
 from scfront.errors import ConfigError, ScfrontError
 
 ARMS = (("defended", "defense_fast_at", "frontend + ResNet-32, FGSM-RS"),
@@ -57,20 +57,10 @@ COLUMNS = (("autoattack", "@autoattack"), ("square", "square:queries=5000"))
 TRANSFER = "transfer"
 
 
-def _flat(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def check_arms(preset: str, overrides: Sequence[str]) -> dict[str, Any]:
     """The two arms' resolved configurations as flat dictionaries, after checking that they
     differ in ``frontend.enabled`` only (ConfigError otherwise, or for a bad override)."""
-    configs = {arm: _flat(to_dict(load_preset(preset, "cifar10", overrides, recipe=recipe)))
+    configs = {arm: flat_settings(load_preset(preset, "cifar10", overrides, recipe=recipe))
                for arm, recipe, _ in ARMS}
     a, b = configs["defended"], configs["plain"]
     differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

@@ -455,6 +455,21 @@ def to_dict(config: Any) -> dict[str, Any]:
     return _plain(config)
 
 
+def flat_settings(config: Any) -> dict[str, Any]:
+    """:func:`to_dict` of ``config`` with nested sections flattened to dotted keys
+    (``{"train.epochs": 14, ...}``), e.g. to list the settings two configurations differ in."""
+    def flatten(table: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            if isinstance(value, dict):
+                out.update(flatten(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    return flatten(to_dict(config), "")
+
+
 # --------------------------------------------------------------------------- overrides
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)

@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from scfront.config import PRESETS, TrainMethod, load_preset, to_dict
-
-
-def _flat(table: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+from scfront.config import PRESETS, TrainMethod, flat_settings, load_preset
 
 
 def _differences(a, b) -> list[str]:
-    fa, fb = _flat(to_dict(a)), _flat(to_dict(b))
+    fa, fb = flat_settings(a), flat_settings(b)
     return sorted(key for key in fa.keys() | fb.keys() if fa.get(key) != fb.get(key))
 
 

@@ -59,7 +59,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from scfront.config import DatasetName, RunConfig, TrainMethod, load_config, save_config, to_dict
+from scfront.config import DatasetName, RunConfig, TrainMethod, flat_settings, load_config, save_config
 from scfront.errors import CheckpointError, ConfigError, ScfrontError, TrainingError
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.models.build import build_model
@@ -88,15 +88,11 @@ def derive_seed(seed: int, purpose: str, rank: int = 0) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _differences(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
-    return out
+def _differences(a: RunConfig, b: RunConfig) -> list[str]:
+    """``"section.key: old -> new"`` for every setting ``a`` and ``b`` differ in, sorted."""
+    fa, fb = flat_settings(a), flat_settings(b)
+    return [f"{key}: {fa.get(key)!r} -> {fb.get(key)!r}" for key in sorted(fa.keys() | fb.keys())
+            if fa.get(key) != fb.get(key)]
 
 
 def _remove_stale_temporaries(run_dir: Path) -> None:
@@ -126,7 +122,7 @@ def _check_run_dir(run_dir: Path, config: RunConfig) -> bool:
         # what the run trains: the saved configuration with this invocation's execution settings
         trained = saved.replace({key: attrgetter(key)(config) for key in EXECUTION_SETTINGS})
         if trained != config:
-            diffs = _differences(to_dict(trained), to_dict(config))
+            diffs = _differences(trained, config)
             shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
             raise ConfigError(f"{run_dir} holds a run with another configuration ({shown}); "
                               "rerun with the same settings to resume, or choose a new --out")
