@@ -147,20 +147,50 @@ def test_resume_after_interruption_recomputes_nothing_finished(tmp_path, cascade
     done = {p: p.stat().st_mtime_ns for p in (tmp_path / "state").rglob("b*.safetensors")}
     assert not (tmp_path / "results.json").exists()
 
-    counted = {"n": 0}
+    attacked = {"n": 0}
 
-    def counting(*args, **kwargs):
-        counted["n"] += 1
-        return real(*args, **kwargs)
+    def counting(attack, model, x, *args, **kwargs):
+        attacked["n"] += x.shape[0]
+        return real(attack, model, x, *args, **kwargs)
 
     monkeypatch.setattr(runner, "_execute", counting)
     resumed = _run(tmp_path)
     assert all(p.stat().st_mtime_ns == t for p, t in done.items()), "a finished unit was rewritten"
-    # units with work in a whole run (attack x batch where it ran on some point), less the 5 done
+    # the resumed run attacks exactly the points of the units that were not stored
     stored = load_adversarials(cascade_run[0] / "adversarials.safetensors")
-    with_work = sum(len(set((item.positions // 5).tolist())) for item in stored.attacks)
-    assert counted["n"] == with_work - 5
+    names = [f"a{pos:02d}-{item.name}" for pos, item in enumerate(stored.attacks)]
+    missing = sum(int((item.positions // 5 == b).sum()) for name, item in zip(names, stored.attacks)
+                  for b in range(4) if (tmp_path / "state" / name / f"b{b:05d}.safetensors") not in done)
+    assert 0 < attacked["n"] == missing
     assert _comparable(resumed) == _comparable(cascade_run[1])
+
+
+def test_points_are_rebatched_across_batches_with_the_same_results(tmp_path, cascade_run, monkeypatch):
+    real = runner._execute
+    sizes: dict[str, list[int]] = {}
+
+    def recording(attack, model, x, *args, **kwargs):
+        sizes.setdefault(attack.name, []).append(x.shape[0])
+        return real(attack, model, x, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "_execute", recording)
+    per_batch = _run(tmp_path / "per-batch", rebatch=False)
+    separate, sizes = sizes, {}
+    rebatched = _run(tmp_path / "rebatched")
+    stored = load_adversarials(cascade_run[0] / "adversarials.safetensors")
+    for item in stored.attacks:
+        n = item.positions.numel()
+        # full groups of the batch size (5), then the rest; batch by batch: one call per batch with work
+        assert sizes[item.name] == [5] * (n // 5) + ([n % 5] if n % 5 else []), item.name
+        assert len(separate[item.name]) == len(set((item.positions // 5).tolist()))
+    assert sizes != separate
+    # the same robust set, verdicts and points, whichever way the work was grouped
+    assert _comparable(rebatched) == _comparable(per_batch) == _comparable(cascade_run[1])
+    a = load_adversarials(tmp_path / "rebatched" / "adversarials.safetensors")
+    b = load_adversarials(tmp_path / "per-batch" / "adversarials.safetensors")
+    for x, y in zip(a.attacks, b.attacks, strict=True):
+        assert torch.equal(x.positions, y.positions) and torch.equal(x.success, y.success)
+        torch.testing.assert_close(x.x_adv, y.x_adv, rtol=0, atol=1e-6)
 
 
 def test_shards_merge_to_the_same_results(tmp_path, cascade_run):
@@ -354,3 +384,48 @@ def test_column_labels_are_all_or_nothing():
         spec(" ")
     with pytest.raises(ConfigError, match="no attack"):
         _run_columns(None, columns={"a": ["fgsm"], "b": []})
+
+
+class _ConvBN(nn.Module):
+    """Convolution + eval-mode BatchNorm with non-trivial statistics: what the attack copy folds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(5)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.BatchNorm2d(8)
+        self.head = nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+            self.norm.running_mean.copy_(torch.randn(8, generator=gen) * 0.1)
+            self.norm.running_var.copy_(torch.rand(8, generator=gen) + 0.5)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.conv(x)))
+
+
+def test_attacks_run_on_the_folded_copy_and_verdicts_on_the_model(tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="scfront.evaluation")
+    real = runner._execute
+    attacked, verified = [], []
+
+    def recording(attack, model, x, y, generator, starts, verify=None):
+        attacked.append(model.model)
+        verified.append(verify.model if verify is not None else None)
+        return real(attack, model, x, y, generator, starts, verify)
+
+    monkeypatch.setattr(runner, "_execute", recording)
+    model = _ConvBN()
+    fast = _run(tmp_path / "fast", model=model)
+    assert any("fold copy" in r.getMessage() and "1 BatchNorm" in r.getMessage() for r in caplog.records)
+    assert all(m is not model and type(m).__name__ == "_ConvBN" for m in attacked)
+    assert all(v is model for v in verified)
+    attacked.clear(), verified.clear()
+    plain = _run(tmp_path / "plain", model=model, attack_model="plain")
+    assert all(m is model for m in attacked) and all(v is None for v in verified)
+    assert _comparable(fast) == _comparable(plain)
+    assert not model.norm.__class__.__name__.startswith("Folded")  # the model itself is never changed
+    with pytest.raises(ConfigError, match="attack_model must be one of"):
+        _run(tmp_path / "bad", model=model, attack_model="fastest")

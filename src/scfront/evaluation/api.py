@@ -192,7 +192,8 @@ def evaluate(model: nn.Module | str | Path, images: torch.Tensor, labels: torch.
              n_classes: int | None = None, checks: bool | str | Sequence[str] = True, check_images: int = 100,
              batch_size: int = 250, seed: int = 0, cascade: bool = True, indices: torch.Tensor | None = None,
              model_name: str | None = None, dataset: str = "custom", device: torch.device | str = "cpu",
-             progress: bool = False, model_seed: int | None = None) -> Evaluation:
+             progress: bool = False, model_seed: int | None = None, attack_model: str = "auto",
+             rebatch: bool = True) -> Evaluation:
     """Attack ``model`` on ``images`` with a suite and return the typed results.
 
     Args:
@@ -219,6 +220,9 @@ def evaluate(model: nn.Module | str | Path, images: torch.Tensor, labels: torch.
         device: where the model and the attacks run.
         model_seed: a randomised model's own seed (reseeded per unit, recorded; default 0),
             apart from ``seed`` (the attacks'); refused for a deterministic model.
+        attack_model, rebatch: speed only (the attacks on a BatchNorm-folded copy, verdicts from
+            the model; points re-batched across batches): see
+            :func:`scfront.evaluation.protocol.evaluate`.
     Returns:
         :class:`Evaluation`.
     Raises:
@@ -246,7 +250,8 @@ def evaluate(model: nn.Module | str | Path, images: torch.Tensor, labels: torch.
     options: dict[str, Any] = dict(starts=StartPool(pixels), model_name=name, dataset=dataset, seed=seed,
                                    batch_size=batch_size, cascade=cascade, checks=checks,
                                    check_images=check_images, device=device, progress=progress,
-                                   n_classes=n_classes, model_seed=model_seed)
+                                   n_classes=n_classes, model_seed=model_seed, attack_model=attack_model,
+                                   rebatch=rebatch)
     if out is not None:
         results = run_evaluation(model, data, suite, Path(out), **options)
         assert results is not None  # one process computes every batch

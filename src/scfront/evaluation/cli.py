@@ -147,6 +147,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_argument(p)
     p.add_argument("--no-cascade", action="store_true",
                    help="run every attack on every correctly classified point (standalone accuracies)")
+    p.add_argument("--attack-model", choices=("auto", "fold", "jit", "compile", "plain"), default="auto",
+                   help="the copy of the model the attacks run on: auto/fold = BatchNorm folded into the "
+                        "convolutions, checked against the model (default); plain = the model itself. "
+                        "The clean pass and every verdict use the model itself (docs/evaluation.md §6)")
+    p.add_argument("--no-rebatch", action="store_true",
+                   help="attack each batch's remaining points on their own instead of gathering them "
+                        "into full batches (same results, slower)")
     p.add_argument("--shard", default="0/1", metavar="i/n",
                    help="compute only batches b with b %% n == i (default: 0/1, everything)")
     p.add_argument("--checks", default="default", metavar="LIST",
@@ -284,6 +291,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                        subset_seed=args.subset_seed, seed=args.seed, batch_size=args.batch_size,
                        cascade=not args.no_cascade, checks=checks, check_images=args.check_images,
                        shard=shard, device=device, n_classes=len(test.classes), model_seed=args.model_seed,
+                       attack_model=args.attack_model, rebatch=not args.no_rebatch,
                        progress=not args.no_progress and sys.stderr.isatty() and ctx.is_main)
     if ctx.distributed:
         try:

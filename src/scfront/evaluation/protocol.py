@@ -20,6 +20,7 @@ graph has no cycle.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -49,6 +50,8 @@ __all__ = ["evaluate", "finalize", "merge", "suite_of"]
 
 Suite = Sequence[Attack] | Mapping[str, Sequence[Attack]]
 
+log = logging.getLogger(__name__)
+
 
 def suite_of(attacks: Suite) -> tuple[list[Attack], list[str | None]]:
     """(attacks in order, the column label of each) for a plain suite or {label: attacks}."""
@@ -69,7 +72,8 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
              subset_seed: int = 0, seed: int = 0, batch_size: int = 250, cascade: bool = True,
              checks: bool | str | Sequence[str] = True, check_images: int = 100, shard: Shard = Shard(),
              device: torch.device | str = "cpu", progress: bool = True,
-             n_classes: int | None = None, model_seed: int | None = None) -> dict[str, Any] | None:
+             n_classes: int | None = None, model_seed: int | None = None, attack_model: str = "auto",
+             rebatch: bool = True) -> dict[str, Any] | None:
     """Run (or resume) an evaluation into ``out_dir``; the results once every unit is done.
 
     Args:
@@ -92,6 +96,14 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
             ensemble of them): the seed of its own stream, reseeded per unit of work and
             recorded in spec.json (default 0); separate from ``seed``, the attacks' streams.
             Refused for a deterministic model.
+        attack_model: the copy of the model the attacks run on (:func:`~scfront.models.
+            prepare_for_attack` mode): ``"auto"`` (BatchNorm folded, checked against the model
+            on the first images, the plain copy where the check fails), ``"fold"``, ``"jit"``,
+            ``"compile"``, or ``"plain"`` (attack the model itself). Verdicts and the clean pass
+            always come from the model itself; a randomised model is always attacked itself.
+            Not part of the spec: it changes the speed, not the results (beyond float rounding).
+        rebatch: gather each attack's points across batches into full batches
+            (:func:`~scfront.evaluation.runner.run_units`); ``False``: batch by batch.
     Returns:
         The results.json object, or None while other shards still have units to compute.
     """
@@ -105,7 +117,9 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
     device = torch.device(device)
     model = model.to(device).eval()
     validate_model(model, *data.batch(slice(0, VALIDATION_IMAGES), device), suite, n_classes, seed)
-    run_units(model, data, spec, suite, out_dir, shard, device, progress, starts=starts)
+    fast = _attack_copy(model, data, device, attack_model, spec.model_seed is not None)
+    run_units(model, data, spec, suite, out_dir, shard, device, progress, starts=starts, attack_model=fast,
+              rebatch=rebatch)
     store = StateStore(out_dir)
     if spec.checks and shard.runs_checks:
         first = slice(0, min(spec.check_images, spec.n_images))
@@ -115,6 +129,25 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
     if missing_units(Path(out_dir), spec) or (spec.checks and not checks_complete(store)):
         return None
     return finalize(out_dir)
+
+
+def _attack_copy(model: nn.Module, data: EvalData, device: torch.device, mode: str,
+                 randomized: bool) -> nn.Module | None:
+    """The faster copy the attacks run on (None: attack ``model`` itself)."""
+    from scfront.models.fast import MODES, prepare_for_attack
+
+    if mode not in MODES:
+        raise ConfigError(f"attack_model must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "plain" or randomized:
+        return None
+    probe, _ = data.batch(slice(0, VALIDATION_IMAGES), device)
+    fast = prepare_for_attack(model, probe, mode=mode)  # type: ignore[arg-type]
+    prep = fast.attack_preparation
+    if prep.mode == "plain" or not (prep.folded or prep.compiled):
+        return None  # nothing to gain: the attacks run on the model itself
+    log.info("attacks run on a %s copy of the model (%d BatchNorm folded); verdicts from the model itself",
+             prep.mode, len(prep.folded))
+    return fast
 
 
 def _model_seed(model: nn.Module, requested: int | None) -> int | None:

@@ -7,6 +7,14 @@ classified point (each attack's standalone accuracy). Every unit is saved when d
 (:mod:`scfront.evaluation.state`), so a killed run resumes where it stopped, and shards
 (:class:`~scfront.evaluation.spec.Shard`) split the batches between processes or machines.
 
+An attack does not run batch by batch on the few points each batch has left: the points it runs
+on across the shard's pending batches are gathered into full groups of ``batch_size`` (AutoAttack
+re-batches the same way), and a batch's unit file is written once all of its points are done.
+Each image's random stream is keyed by its dataset index and every attack computes per image,
+so the grouping changes nothing but the speed. The attacks may run on a faster copy of the model
+(:func:`~scfront.models.prepare_for_attack`, BatchNorm folded): then the verdict on every returned
+point is re-checked on the model itself, and the clean pass uses the model itself.
+
 Minimum-norm attacks (:class:`~scfront.attacks.base.MinimumNormAttack`: Boundary, HopSkipJump,
 ZOO) return the unconstrained adversarial and its ε-constrained verdict; the norm of what they
 find is kept (the paper reports its median) and the verdict is stored like any other attack's
@@ -68,8 +76,12 @@ class QueryCounter(nn.Module):
 
 
 def _execute(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             generator: Randomness, starts: StartPool | None) -> dict[str, torch.Tensor]:
+             generator: Randomness, starts: StartPool | None,
+             verify: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """One attack on one set of points.
+
+    ``verify``: the model whose prediction on the returned points is the verdict when ``model``
+    is a faster copy of it (:func:`~scfront.models.prepare_for_attack`); None: ``model``'s own.
 
     Returns:
         ``x_adv`` (K, C, H, W) float32 inside the attack's ε-ball and [0, 1], ``success`` (K,)
@@ -86,7 +98,7 @@ def _execute(attack: Attack, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         raise AssertionError(f"{attack.name}: {int((~inside).sum())} adversarials outside the "
                              f"{threat.norm.value} ball of radius {threat.eps} or [0, 1]")
     out["x_adv"] = result.x_adv.float()
-    out["success"] = result.success
+    out["success"] = result.success if verify is None else predict(verify, result.x_adv) != y
     return out
 
 
@@ -104,7 +116,8 @@ def reseed_model(model: nn.Module, spec: EvalSpec, *unit: object) -> None:
 
 def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequence[Attack],
               out_dir: str | Path, shard: Shard = Shard(), device: torch.device | str = "cpu",
-              progress: bool = True, starts: StartPool | None = None) -> None:
+              progress: bool = True, starts: StartPool | None = None, *,
+              attack_model: nn.Module | None = None, rebatch: bool = True) -> None:
     """Compute every unit of ``shard`` that is not stored yet (clean pass, then the attacks).
 
     Args:
@@ -113,6 +126,15 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
         spec: must describe ``attacks`` (same names, in order) and ``data``.
         starts: starting images for the attacks that take them (``Attack.uses_starts``), e.g.
             ``StartPool(test_set.images)``; None: those attacks find their own starts.
+        attack_model: a faster copy of ``model`` that the attacks run on
+            (:func:`~scfront.models.prepare_for_attack`); the clean pass and every verdict
+            (is the returned point misclassified?) stay ``model``'s. None: attack ``model``.
+        rebatch: gather the points an attack runs on across this shard's pending batches into
+            full groups of ``spec.batch_size`` (AutoAttack re-batches its robust points the same
+            way) instead of attacking each batch's remainder on its own. The unit files stay
+            per batch and the streams per image, so the stored results are those of the
+            per-batch run (up to the rounding of batched kernels). Ignored for a randomised
+            model (``spec.model_seed``): its noise is drawn per unit.
     """
     if [a.name for a in attacks] != [a.name for a in spec.attacks]:
         raise ConfigError("the attacks do not match the evaluation spec")
@@ -124,6 +146,7 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
         store.write(store.subset_path, {"indices": data.indices, "images": data.images, "labels": data.labels})
     # the wrapper in eval mode like the model (a new nn.Module starts in training mode)
     counter = QueryCounter(model.to(device)).eval()
+    attack_counter = counter if attack_model is None else QueryCounter(attack_model.to(device)).eval()
     batches = shard.batches(spec)
     for b in tqdm(batches, desc="clean", disable=not progress, leave=False):
         path = store.clean_path(b)
@@ -134,39 +157,129 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
         start = time.perf_counter()
         pred = predict(counter, x)
         store.write(path, {"pred": pred}, {"seconds": time.perf_counter() - start})
+    rebatch = rebatch and spec.model_seed is None
     for pos, attack in enumerate(attacks):
-        bar = tqdm(batches, desc=f"[{pos + 1}/{len(attacks)}] {attack.name}", disable=not progress)
-        for done, b in enumerate(bar, 1):
-            path = store.attack_path(pos, attack.name, b)
-            if path.is_file():
-                continue
-            x, y = data.batch(spec.batch_slice(b), device)
-            active = store.read(store.clean_path(b))[0]["pred"].to(device) == y
-            if spec.cascade:
-                for prev in spec.column_peers(pos):
-                    earlier = store.read(store.attack_path(prev, attacks[prev].name, b))[0]
-                    active &= ~earlier["success"].to(device)
-            idx = active.nonzero().squeeze(1)
-            tensors: dict[str, torch.Tensor] = {"ran": active, "success": torch.zeros_like(active)}
-            queries_before = counter.queries
+        pending = [b for b in batches if not store.attack_path(pos, attack.name, b).is_file()]
+        if not pending:
+            continue
+        work = _AttackWork(pos, attack, data, spec, store, device, out_dir.name, len(attacks), len(batches),
+                           log_units=not progress)
+        groups = _chunks(work.plan(pending), spec.batch_size) if rebatch else \
+            [[(b, work.active_rows(b))] for b in pending]
+        bar = tqdm(groups, desc=f"[{pos + 1}/{len(attacks)}] {attack.name}", disable=not progress)
+        for group in bar:
+            work.run(group, attack_counter, starts, None if attack_model is None else counter)
+            bar.set_postfix(broken=work.broken, ran=work.ran)
+
+
+#: Rows of one batch that one attack runs on: (batch, (K,) int64 positions inside the batch).
+Piece = tuple[int, torch.Tensor]
+
+
+def _chunks(plan: Sequence[Piece], size: int) -> list[list[Piece]]:
+    """The attacked rows of ``plan`` (in subset order) cut into groups of ``size`` rows, a
+    batch's rows split between two groups where needed; a batch without attacked rows is a
+    group of its own (its unit file is written without running anything)."""
+    groups: list[list[Piece]] = []
+    current: list[Piece] = []
+    filled = 0
+    for b, rows in plan:
+        if rows.numel() == 0:
+            groups.append([(b, rows)])
+            continue
+        begin = 0
+        while begin < rows.numel():
+            take = min(size - filled, rows.numel() - begin)
+            current.append((b, rows[begin:begin + take]))
+            filled, begin = filled + take, begin + take
+            if filled == size:
+                groups.append(current)
+                current, filled = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+class _AttackWork:
+    """One attack over the pending batches of a shard: runs groups of points and writes a
+    batch's unit file as soon as all of its attacked points are done."""
+
+    def __init__(self, pos: int, attack: Attack, data: EvalData, spec: EvalSpec, store: StateStore,
+                 device: torch.device, run_name: str, n_attacks: int, n_batches: int, log_units: bool) -> None:
+        self.log_units = log_units  # background runs: one log line per stored unit instead of a bar
+        self.pos, self.attack, self.data, self.spec, self.store, self.device = pos, attack, data, spec, store, device
+        self.run_name, self.n_attacks, self.n_batches = run_name, n_attacks, n_batches
+        self.masks: dict[int, torch.Tensor] = {}
+        self.partial: dict[int, dict[str, list]] = {}
+        self.broken = self.ran = self.written = 0
+
+    def active_rows(self, b: int) -> torch.Tensor:
+        """(K,) int64: the rows of batch ``b`` this attack runs on (correctly classified, and
+        with ``cascade`` not broken by an earlier attack of the column)."""
+        y = self.data.labels[self.spec.batch_slice(b)]
+        active = self.store.read(self.store.clean_path(b))[0]["pred"] == y
+        if self.spec.cascade:
+            for prev in self.spec.column_peers(self.pos):
+                earlier = self.store.read(self.store.attack_path(prev, self.spec.attacks[prev].name, b))[0]
+                active &= ~earlier["success"]
+        self.masks[b] = active
+        return active.nonzero().squeeze(1)
+
+    def plan(self, pending: Sequence[int]) -> list[Piece]:
+        return [(b, self.active_rows(b)) for b in pending]
+
+    def run(self, group: Sequence[Piece], model: QueryCounter, starts: StartPool | None,
+            verify: nn.Module | None) -> None:
+        """Attack the rows of ``group`` together, then store every batch it completes."""
+        positions = torch.cat([rows + self.spec.batch_slice(b).start for b, rows in group])
+        out: dict[str, torch.Tensor] = {}
+        seconds, queries = 0.0, 0
+        if positions.numel():
+            x = self.data.images[positions].to(self.device).float().div_(255.0)
+            y = self.data.labels[positions].to(self.device)
+            # one stream per attacked image, keyed by its dataset index: what it draws does not
+            # depend on the batch size, the shard or which images share its group
+            gen = unit_generators(self.spec.seed, self.data.indices[positions],
+                                  self.spec.position_in_column(self.pos), self.attack.name, device=self.device)
+            reseed_model(model, self.spec, self.pos, self.attack.name, group[0][0])  # single-batch groups
+            queries_before = model.queries
             start = time.perf_counter()
-            if idx.numel():
-                # one stream per attacked image, keyed by its dataset index: what it draws does
-                # not depend on the batch size, the shard or which batch mates the cascade left
-                images = data.indices[spec.batch_slice(b)][idx.cpu()]
-                gen = unit_generators(spec.seed, images, spec.position_in_column(pos), attack.name, device=device)
-                reseed_model(counter, spec, pos, attack.name, b)
-                out = _execute(attack, counter, x[idx], y[idx], gen, starts)
-                tensors["success"][idx] = out.pop("success")
-                tensors.update(out)
-            else:
-                tensors["x_adv"] = torch.zeros((0,) + tuple(x.shape[1:]))
-                if isinstance(attack, MinimumNormAttack):
-                    tensors["norm"] = torch.zeros(0, dtype=torch.float64)
-            meta = {"seconds": time.perf_counter() - start, "queries": counter.queries - queries_before}
-            store.write(path, tensors, meta)
-            bar.set_postfix(broken=int(tensors["success"].sum()), ran=int(idx.numel()))
-            if not progress:  # background runs: one log line per finished unit instead of a bar
-                log.info("%s: [%d/%d] %s batch %d (%d of %d here): broke %d of %d in %.0f s", out_dir.name,
-                         pos + 1, len(attacks), attack.name, b, done, len(batches),
-                         int(tensors["success"].sum()), int(idx.numel()), meta["seconds"])
+            out = _execute(self.attack, model, x, y, gen, starts, verify)
+            seconds, queries = time.perf_counter() - start, model.queries - queries_before
+        offset = 0
+        for b, rows in group:
+            k = rows.numel()
+            share = k / positions.numel() if positions.numel() else 0.0
+            acc = self.partial.setdefault(b, {"rows": [], "seconds": [], "queries": []})
+            acc["rows"].append(rows)
+            acc["seconds"].append(seconds * share)
+            acc["queries"].append(queries * share)
+            for key, value in out.items():
+                acc.setdefault(key, []).append(value[offset:offset + k].cpu())
+            offset += k
+            if sum(r.numel() for r in acc["rows"]) == int(self.masks[b].sum()):
+                self._write(b, self.partial.pop(b))
+
+    def _write(self, b: int, acc: dict[str, list]) -> None:
+        active = self.masks.pop(b)
+        rows = torch.cat(acc["rows"])
+        tensors: dict[str, torch.Tensor] = {"ran": active, "success": torch.zeros_like(active)}
+        if rows.numel():
+            tensors["success"][rows] = torch.cat(acc["success"])
+            tensors["x_adv"] = torch.cat(acc["x_adv"])
+            if "norm" in acc:
+                tensors["norm"] = torch.cat(acc["norm"])
+        else:
+            shape = tuple(self.data.images.shape[1:])
+            tensors["x_adv"] = torch.zeros((0,) + shape)
+            if isinstance(self.attack, MinimumNormAttack):
+                tensors["norm"] = torch.zeros(0, dtype=torch.float64)
+        meta = {"seconds": sum(acc["seconds"]), "queries": int(round(sum(acc["queries"])))}
+        self.store.write(self.store.attack_path(self.pos, self.attack.name, b), tensors, meta)
+        self.written += 1
+        broken = int(tensors["success"].sum())
+        self.broken, self.ran = self.broken + broken, self.ran + int(rows.numel())
+        if self.log_units:
+            log.info("%s: [%d/%d] %s batch %d (%d of %d here): broke %d of %d in %.0f s", self.run_name,
+                     self.pos + 1, self.n_attacks, self.attack.name, b, self.written, self.n_batches,
+                     broken, int(rows.numel()), meta["seconds"])
