@@ -144,15 +144,15 @@ def torchattacks_autoattack(torchattacks: Any, model: nn.Module, budget: str) ->
 
 
 def run_torchattacks(torchattacks: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
-                     out: Path, budget: str) -> dict[str, Any]:
+                     out: Path, budget: str, only: set[int] | None = None) -> dict[str, Any] | None:
     """torchattacks' AutoAttack batch by batch (each batch stored as it finishes), same summary
-    as :func:`run_scfront`."""
+    as :func:`run_scfront`; with ``only``, just those batches and no summary (None)."""
     out.mkdir(parents=True, exist_ok=True)
     settings: dict[str, Any] = {}
     for b, begin in enumerate(range(0, x.shape[0], batch)):
         path = out / f"batch_{b:04d}.json"
         xb, yb = x[begin:begin + batch], y[begin:begin + batch]
-        if path.is_file():
+        if path.is_file() or (only is not None and b not in only):
             continue
         aa, settings = torchattacks_autoattack(torchattacks, model, budget)  # fresh per batch, seeded 0
         recorders = [_Recorder(a, model) for a in aa._autoattack.attacks]
@@ -167,6 +167,8 @@ def run_torchattacks(torchattacks: Any, model: nn.Module, x: torch.Tensor, y: to
                                  "clean_correct": int((predict(model, xb) == yb).sum()), "seconds": seconds,
                                  "broken": [r.broken for r in recorders], "attack_seconds": [r.seconds for r in recorders],
                                  "settings": settings})
+    if only is not None:
+        return None
     parts = [json.loads((out / f"batch_{b:04d}.json").read_text()) for b in range(-(-x.shape[0] // batch))]
     n = x.shape[0]
     correct = sum(p["clean_correct"] for p in parts)
@@ -218,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", choices=("both", "scfront", "torchattacks"), default="both",
                         help="compute one side only (two processes can share --out), or both and write the "
                              "comparison (default; what is stored already is not computed again)")
+    parser.add_argument("--batches", default=None, metavar="B,B",
+                        help="with --side torchattacks: compute only these batch numbers (from 0), to split "
+                             "that side between processes sharing --out; the comparison is written by a "
+                             "later run without --side")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (reused to resume)")
     parser.add_argument("--results", type=Path, default=None, metavar="DIR",
@@ -225,6 +231,17 @@ def main(argv: list[str] | None = None) -> int:
                              "spec.json, the torchattacks batch records; not the stored units and adversarials) "
                              "into DIR, e.g. results/autoattack_crosscheck")
     args = parser.parse_args(argv)
+    only = None
+    if args.batches is not None:
+        if args.side != "torchattacks":
+            parser.error("--batches applies to --side torchattacks only")
+        try:
+            only = {int(b) for b in args.batches.split(",")}
+        except ValueError:
+            parser.error(f"--batches must be comma-separated batch numbers, got {args.batches!r}")
+        n_batches = -(-args.n // args.batch)
+        if not only or min(only) < 0 or max(only) >= n_batches:
+            parser.error(f"--batches must name batches 0..{n_batches - 1}, got {args.batches!r}")
     torchattacks = import_torchattacks()  # fail before any work
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -243,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * sc['robust_accuracy']:.1f} % ({sc['seconds']:.0f} s)", flush=True)
     if args.side in ("both", "torchattacks"):
         ta = run_torchattacks(torchattacks, model, x, y, args.batch,
-                              args.out / f"torchattacks_{args.torchattacks_budget}", args.torchattacks_budget)
+                              args.out / f"torchattacks_{args.torchattacks_budget}", args.torchattacks_budget, only)
+        if ta is None:
+            print(f"torchattacks AutoAttack: batches {args.batches} done", flush=True)
+            return 0
         print(f"torchattacks AutoAttack: clean {100 * ta['clean_accuracy']:.1f} %, robust "
               f"{100 * ta['robust_accuracy']:.1f} % ({ta['seconds']:.0f} s)", flush=True)
     if args.side != "both":
