@@ -44,10 +44,12 @@ from benchmarks.common import shared_root
 from benchmarks.crosscheck_autoattack import (EPS, import_torchattacks, predict, run_scfront,
                                               torchattacks_autoattack)
 from scfront.attacks import create_attack
+from scfront.attacks.base import frozen_parameters
 from scfront.data import eval_subset_indices, load_cifar10
 from scfront.evaluation.runner import EvalData
 from scfront.evaluation.spec import unit_generators
 from scfront.io import atomic_write_json, atomic_write_text
+from scfront.models.fast import prepare_for_attack
 
 ATTACKS = ("pgd", "apgd-ce", "apgd-t", "fab-t", "square", "autoattack")
 
@@ -85,34 +87,82 @@ def _in_ball(x_adv: torch.Tensor, x: torch.Tensor) -> None:
         raise SystemExit("bench_peers: an attack returned points outside the Linf 8/255 ball ∩ [0, 1]")
 
 
+class CallCounter(nn.Module):
+    """Counts the images the wrapped model is evaluated on, with and without autograd recording
+    (a recorded forward is followed by a backward in every attack here)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forward_only = 0
+        self.with_grad = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            self.with_grad += int(x.shape[0])
+        else:
+            self.forward_only += int(x.shape[0])
+        return self.model(x)
+
+
+def unit_costs(model: nn.Module, x: torch.Tensor, repeats: int = 3) -> dict[str, float]:
+    """Seconds per image of the bare model at this batch: a forward without autograd, and a
+    forward + gradient with respect to the input (best of ``repeats``)."""
+    def best(fn: Callable[[], object]) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times) / x.shape[0]
+
+    def backward() -> None:
+        xr = x.clone().requires_grad_(True)
+        torch.autograd.grad(model(xr).logsumexp(dim=1).sum(), xr)
+
+    with torch.inference_mode():
+        forward = best(lambda: model(x))
+    with frozen_parameters(model):  # as both libraries' attacks need: no weight gradients
+        return {"forward_s": forward, "forward_backward_s": best(backward)}
+
+
 def run_pair(key: str, model: nn.Module, ta: Any, data: EvalData, batch: int, queries: int,
-             rounds: int) -> dict[str, Any]:
-    """Both libraries on ``key``, alternating for ``rounds`` rounds: best seconds, robust accuracy."""
+             rounds: int, attack_model: str, costs: dict[str, float]) -> dict[str, Any]:
+    """Both libraries on ``key``, alternating for ``rounds`` rounds: best seconds, robust
+    accuracy, and the model evaluations each made (with the bare model's time for them)."""
     x = data.images.float() / 255.0
     y = data.labels
     correct = predict(model, x) == y
+    counters: dict[str, CallCounter] = {}
 
     def ours() -> torch.Tensor:
-        if key == "autoattack":
+        if key == "autoattack":  # the evaluation builds its own attack copy (attack_model)
             with tempfile.TemporaryDirectory() as tmp:
-                report = run_scfront(model, data, Path(tmp) / "eval", batch, "model")
+                counters["scfront"] = CallCounter(model).eval()
+                report = run_scfront(model, data, Path(tmp) / "eval", batch, "model", attack_model=attack_model,
+                                     by_batch=False)
             return torch.tensor(report["robust"])
+        # what `scfront evaluate` does: attack a BatchNorm-folded copy checked against the model
+        # (its preparation is timed), judge the returned points on the model itself
+        attacked = prepare_for_attack(model, x[:8], mode=attack_model)  # type: ignore[arg-type]
+        counters["scfront"] = counted = CallCounter(attacked).eval()
         attack = scfront_attack(key, queries)
         robust = []
         for begin in range(0, x.shape[0], batch):
             sl = slice(begin, begin + batch)
             generator = unit_generators(0, data.indices[sl], 0, attack.name)
-            result = attack(model, x[sl], y[sl], generator=generator)
+            result = attack(counted, x[sl], y[sl], generator=generator)
             _in_ball(result.x_adv, x[sl])
-            robust.append(correct[sl] & ~result.success)
+            robust.append(correct[sl] & (predict(model, result.x_adv) == y[sl]))
         return torch.cat(robust)
 
     def theirs() -> torch.Tensor:
+        counters["torchattacks"] = counted = CallCounter(model).eval()
         robust = []
         for begin in range(0, x.shape[0], batch):
             sl = slice(begin, begin + batch)
-            attack = (torchattacks_autoattack(ta, model, "original")[0] if key == "autoattack"
-                      else torchattacks_attack(ta, key, model, queries))
+            attack = (torchattacks_autoattack(ta, counted, "original")[0] if key == "autoattack"
+                      else torchattacks_attack(ta, key, counted, queries))
             x_adv = attack(x[sl], y[sl])
             _in_ball(x_adv, x[sl])
             robust.append(correct[sl] & (predict(model, x_adv) == y[sl]))
@@ -120,20 +170,27 @@ def run_pair(key: str, model: nn.Module, ta: Any, data: EvalData, batch: int, qu
 
     runs: dict[str, list[float]] = {"scfront": [], "torchattacks": []}
     robust: dict[str, torch.Tensor] = {}
+    calls: dict[str, dict[str, float]] = {}
     for _ in range(rounds):
         for name, fn in (("scfront", ours), ("torchattacks", theirs)):
             start = time.perf_counter()
             robust[name] = fn()
             runs[name].append(time.perf_counter() - start)
             model.eval()  # torchattacks sets the model's mode back to what it found; keep eval
+            c = counters[name]
+            bare = c.forward_only * costs["forward_s"] + c.with_grad * costs["forward_backward_s"]
+            calls[name] = {"forward_only": c.forward_only, "with_grad": c.with_grad, "bare_model_s": round(bare, 2)}
     best = {name: min(r) for name, r in runs.items()}
     acc = {name: float(r.float().mean()) for name, r in robust.items()}
-    return {"attack": key, "scfront_s": round(best["scfront"], 2), "torchattacks_s": round(best["torchattacks"], 2),
-            "speedup": round(best["torchattacks"] / best["scfront"], 3), "runs_s": runs,
-            "scfront_robust": acc["scfront"], "torchattacks_robust": acc["torchattacks"],
-            "robust_gap_points": round(100 * (acc["scfront"] - acc["torchattacks"]), 2),
-            "verdicts_differ": int((robust["scfront"] != robust["torchattacks"]).sum()),
-            "clean_accuracy": float(correct.float().mean())}
+    row = {"attack": key, "scfront_s": round(best["scfront"], 2), "torchattacks_s": round(best["torchattacks"], 2),
+           "speedup": round(best["torchattacks"] / best["scfront"], 3), "runs_s": runs,
+           "scfront_robust": acc["scfront"], "torchattacks_robust": acc["torchattacks"],
+           "robust_gap_points": round(100 * (acc["scfront"] - acc["torchattacks"]), 2),
+           "verdicts_differ": int((robust["scfront"] != robust["torchattacks"]).sum()),
+           "clean_accuracy": float(correct.float().mean())}
+    if key != "autoattack":  # the evaluation's calls go through its own copy, not the counter
+        row["calls"] = calls
+    return row
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -143,11 +200,28 @@ def markdown(report: dict[str, Any]) -> str:
              "", f"Command: `{report['command']}`", "",
              f"Clean accuracy {100 * report['rows'][0]['clean_accuracy']:.1f} %; {report['threads']} thread(s), "
              f"best of {report['rounds']} round(s), batch {report['batch']}, Square {report['queries']} queries.", "",
+             f"scfront attacks a `{report['attack_model']}` copy of the model (prepare_for_attack, timed), "
+             "verdicts on the model itself.", "",
              "| attack | scfront s | torchattacks s | speed-up | robust scfront / torchattacks | verdicts differ |",
              "|---|---|---|---|---|---|"]
     for r in report["rows"]:
         lines.append(f"| {r['attack']} | {r['scfront_s']:.1f} | {r['torchattacks_s']:.1f} | {r['speedup']:.2f}x | "
                      f"{100 * r['scfront_robust']:.1f} / {100 * r['torchattacks_robust']:.1f} % | {r['verdicts_differ']} |")
+    costs = report["unit_costs"]
+    lines += ["", "Model evaluations (images) each library made, and what the bare model takes for them "
+              f"({1e3 * costs['forward_s']:.2f} ms per image forward, {1e3 * costs['forward_backward_s']:.2f} ms "
+              f"forward + input gradient, batch {report['batch']}): the time no implementation that makes "
+              "these calls can beat.", "",
+              "| attack | scfront fwd / grad | torchattacks fwd / grad | bare-model s scfront / torchattacks | "
+              "actual / bare scfront / torchattacks |", "|---|---|---|---|---|"]
+    for r in report["rows"]:
+        if "calls" not in r:
+            continue
+        a, b = r["calls"]["scfront"], r["calls"]["torchattacks"]
+        lines.append(f"| {r['attack']} | {a['forward_only']:,} / {a['with_grad']:,} | {b['forward_only']:,} / "
+                     f"{b['with_grad']:,} | {a['bare_model_s']:.1f} / {b['bare_model_s']:.1f} | "
+                     f"{r['scfront_s'] / max(a['bare_model_s'], 1e-9):.2f} / "
+                     f"{r['torchattacks_s'] / max(b['bare_model_s'], 1e-9):.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -161,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--attack-model", choices=("auto", "fold", "plain"), default="auto",
+                        help="the copy of the model scfront attacks (as scfront evaluate --attack-model)")
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--out", type=Path, required=True, help="folder for peers.json and peers.md")
     args = parser.parse_args(argv)
@@ -178,10 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     display = Path(spec).name if args.model is None else args.model
     report: dict[str, Any] = {"model": display, "n_images": args.n, "threads": args.threads, "rounds": args.rounds,
                               "batch": args.batch, "queries": args.queries, "torchattacks_version": ta.__version__,
-                              "command": "python -m benchmarks.bench_peers " + " ".join(argv or []), "rows": []}
+                              "command": "python -m benchmarks.bench_peers " + " ".join(argv or []),
+                              "attack_model": args.attack_model, "rows": []}
     args.out.mkdir(parents=True, exist_ok=True)
+    probe = data.images[:min(args.batch, args.n)].float() / 255.0
+    report["unit_costs"] = unit_costs(model, probe)
     for key in keys:
-        row = run_pair(key, model, ta, data, args.batch, args.queries, args.rounds)
+        row = run_pair(key, model, ta, data, args.batch, args.queries, args.rounds, args.attack_model,
+                       report["unit_costs"])
         report["rows"].append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "runs_s"}), flush=True)
         atomic_write_json(args.out / "peers.json", report)

@@ -87,15 +87,20 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = 500) -> torch.Tensor
         return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, x.shape[0], batch)])
 
 
-def run_scfront(model: nn.Module, data: EvalData, out: Path, batch: int, name: str) -> dict[str, Any]:
-    """The @autoattack evaluation: clean and per-attack (cumulative) accuracy, robust flags, seconds."""
+def run_scfront(model: nn.Module, data: EvalData, out: Path, batch: int, name: str, *,
+                attack_model: str = "auto", by_batch: bool = True) -> dict[str, Any]:
+    """The @autoattack evaluation: clean and per-attack (cumulative) accuracy, robust flags, seconds.
+
+    ``by_batch``: batch b through the whole cascade, then the next (same results; finished
+    batches show early); else one evaluation over all batches (points re-batched across them,
+    as ``scfront evaluate`` runs)."""
     attacks = build_suite(expand_suites(["@autoattack"]))
     start = time.perf_counter()
-    n_batches = -(-data.labels.shape[0] // batch)
+    n_batches = -(-data.labels.shape[0] // batch) if by_batch else 1
     results = None
-    for b in range(n_batches):  # batch b through the whole cascade, then the next (same results)
+    for b in range(n_batches):
         results = evaluate(model, data, attacks, out, model_name=name, seed=0, batch_size=batch, checks=False,
-                           shard=Shard(b, n_batches), progress=False)
+                           shard=Shard(b, n_batches), progress=False, attack_model=attack_model)
     wall = time.perf_counter() - start
     assert results is not None  # the last shard finds every unit stored
     broken_by = torch.tensor(results["broken_by"])
