@@ -70,6 +70,16 @@ def test_results_schema_and_files(cascade_run):
     assert "| fgsm |" in (out / "report.md").read_text()
 
 
+def test_queries_count_forward_passes_and_those_with_a_backward(cascade_run):
+    _, results = cascade_run
+    by_name = {a["name"]: a for a in results["attacks"]}
+    for name in ("fgsm", "pgd-linf"):  # gradient steps, plus gradient-free predictions
+        assert 0 < by_name[name]["gradient_queries"] < by_name[name]["queries"], name
+    # pgd-linf: at most 3 steps per attacked point
+    assert by_name["pgd-linf"]["gradient_queries"] <= 3 * by_name["pgd-linf"]["n_run"]
+    assert by_name["square"]["gradient_queries"] == 0 < by_name["square"]["queries"]
+
+
 def test_saved_adversarials_are_inside_their_balls(cascade_run):
     out, results = cascade_run
     stored = load_adversarials(out / "adversarials.safetensors")

@@ -45,6 +45,7 @@ class AttackOutcome:
     norm: torch.Tensor | None  # (K,) float64 unconstrained norms (minimum-norm attacks), inf = none found
     seconds: float
     queries: int
+    gradient_queries: int = 0  # the queries recorded by autograd (forward + backward)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def collect(out_dir: str | Path) -> Collected:
     outcomes = []
     for pos, attack in enumerate(spec.attacks):
         ran, success, x_adv, norms, positions = [], [], [], [], []
-        seconds, queries = 0.0, 0
+        seconds, queries, gradient_queries = 0.0, 0, 0
         for b in range(spec.n_batches):
             tensors, meta = store.read(store.attack_path(pos, attack.name, b))
             ran.append(tensors["ran"])
@@ -169,8 +170,10 @@ def collect(out_dir: str | Path) -> Collected:
                 norms.append(tensors["norm"])
             seconds += float(meta.get("seconds", 0.0))
             queries += int(meta.get("queries", 0))
+            gradient_queries += int(meta.get("gradient_queries", 0))
         outcomes.append(AttackOutcome(torch.cat(ran), torch.cat(success), torch.cat(positions),
-                                      torch.cat(x_adv), torch.cat(norms) if norms else None, seconds, queries))
+                                      torch.cat(x_adv), torch.cat(norms) if norms else None, seconds, queries,
+                                      gradient_queries))
     return Collected(spec, subset["indices"], subset["images"], subset["labels"], torch.cat(preds),
                      clean_seconds, tuple(outcomes))
 
@@ -221,6 +224,7 @@ def build_results(col: Collected, checks: dict[str, Any]) -> dict[str, Any]:
             "robust_accuracy": accuracy, "seconds": outcome.seconds,
             "standalone_accuracy": 1.0 - _fraction(outcome.success, n_run) if n_run else None,
             "n_run": n_run, "n_broken": int(outcome.success.sum()), "queries": outcome.queries,
+            "gradient_queries": outcome.gradient_queries,
         }
         if attack.column is not None:
             entry["column"] = attack.column

@@ -63,15 +63,21 @@ class EvalData:
 
 
 class QueryCounter(nn.Module):
-    """Counts the images a model is evaluated on (forward passes, with or without gradient)."""
+    """Counts the images a model is evaluated on: ``queries`` every forward pass,
+    ``gradient_queries`` those recorded by autograd (each attack here follows them with a
+    backward pass), so a unit's model cost is ``gradient_queries`` forward + backward passes and
+    ``queries − gradient_queries`` plain forward passes."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.queries = 0
+        self.gradient_queries = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.queries += int(x.shape[0])
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            self.gradient_queries += int(x.shape[0])
         return self.model(x)
 
 
@@ -233,7 +239,7 @@ class _AttackWork:
         """Attack the rows of ``group`` together, then store every batch it completes."""
         positions = torch.cat([rows + self.spec.batch_slice(b).start for b, rows in group])
         out: dict[str, torch.Tensor] = {}
-        seconds, queries = 0.0, 0
+        seconds, queries, gradient_queries = 0.0, 0, 0
         if positions.numel():
             x = self.data.images[positions].to(self.device).float().div_(255.0)
             y = self.data.labels[positions].to(self.device)
@@ -242,18 +248,20 @@ class _AttackWork:
             gen = unit_generators(self.spec.seed, self.data.indices[positions],
                                   self.spec.position_in_column(self.pos), self.attack.name, device=self.device)
             reseed_model(model, self.spec, self.pos, self.attack.name, group[0][0])  # single-batch groups
-            queries_before = model.queries
+            queries_before, gradient_before = model.queries, model.gradient_queries
             start = time.perf_counter()
             out = _execute(self.attack, model, x, y, gen, starts, verify)
             seconds, queries = time.perf_counter() - start, model.queries - queries_before
+            gradient_queries = model.gradient_queries - gradient_before
         offset = 0
         for b, rows in group:
             k = rows.numel()
             share = k / positions.numel() if positions.numel() else 0.0
-            acc = self.partial.setdefault(b, {"rows": [], "seconds": [], "queries": []})
+            acc = self.partial.setdefault(b, {"rows": [], "seconds": [], "queries": [], "gradient_queries": []})
             acc["rows"].append(rows)
             acc["seconds"].append(seconds * share)
             acc["queries"].append(queries * share)
+            acc["gradient_queries"].append(gradient_queries * share)
             for key, value in out.items():
                 acc.setdefault(key, []).append(value[offset:offset + k].cpu())
             offset += k
@@ -274,7 +282,9 @@ class _AttackWork:
             tensors["x_adv"] = torch.zeros((0,) + shape)
             if isinstance(self.attack, MinimumNormAttack):
                 tensors["norm"] = torch.zeros(0, dtype=torch.float64)
-        meta = {"seconds": sum(acc["seconds"]), "queries": int(round(sum(acc["queries"])))}
+        # a group's time and queries are shared among its batches by their number of points
+        meta = {"seconds": sum(acc["seconds"]), "queries": int(round(sum(acc["queries"]))),
+                "gradient_queries": int(round(sum(acc["gradient_queries"])))}
         self.store.write(self.store.attack_path(self.pos, self.attack.name, b), tensors, meta)
         self.written += 1
         broken = int(tensors["success"].sum())
