@@ -439,3 +439,25 @@ def test_attacks_run_on_the_folded_copy_and_verdicts_on_the_model(tmp_path, capl
     assert not model.norm.__class__.__name__.startswith("Folded")  # the model itself is never changed
     with pytest.raises(ConfigError, match="attack_model must be one of"):
         _run(tmp_path / "bad", model=model, attack_model="fastest")
+
+
+class _Uncopyable(nn.Module):
+    """An MLP holding a lock: ``copy.deepcopy`` fails on it, so no attack copy can be made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.net = mlp(3)
+        self.lock = threading.Lock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_a_model_that_cannot_be_copied_is_attacked_itself(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="scfront.evaluation")
+    model = _Uncopyable()
+    results = _run(tmp_path / "e", model=model)
+    assert any("no attack copy" in r.getMessage() for r in caplog.records)
+    assert _comparable(results) == _comparable(_run(tmp_path / "plain", model=model, attack_model="plain"))

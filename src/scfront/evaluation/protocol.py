@@ -141,7 +141,12 @@ def _attack_copy(model: nn.Module, data: EvalData, device: torch.device, mode: s
     if mode == "plain" or randomized:
         return None
     probe, _ = data.batch(slice(0, VALIDATION_IMAGES), device)
-    fast = prepare_for_attack(model, probe, mode=mode)  # type: ignore[arg-type]
+    try:
+        fast = prepare_for_attack(model, probe, mode=mode)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - e.g. a user model that cannot be copied
+        log.warning("no attack copy of the model (%s: %s); the attacks run on the model itself",
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return None
     prep = fast.attack_preparation
     if prep.mode == "plain" or not (prep.folded or prep.compiled):
         return None  # nothing to gain: the attacks run on the model itself
