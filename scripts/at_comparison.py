@@ -43,13 +43,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from scfront.config import flat_settings, load_preset
 from scfront.errors import ConfigError, ScfrontError
+from scfront.io import atomic_write, atomic_write_json, atomic_write_text, run_logged
 
 ARMS = (("defended", "defense_fast_at", "frontend + ResNet-32, FGSM-RS"),
         ("plain", "fast_at", "ResNet-32, FGSM-RS"))
@@ -212,8 +212,6 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from scfront.io import atomic_write
-
     figure = Figure(figsize=(5.5, 4.2), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
@@ -292,17 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, argv_ in steps:
                 log = out / f"{name}.log"
                 print(f"{name} (log: {log})", flush=True)
-                with open(log, "a", encoding="utf-8") as handle:
-                    handle.write("$ " + shlex.join(argv_) + "\n")
-                    handle.flush()
-                    code = subprocess.run(argv_, stdout=handle, stderr=subprocess.STDOUT).returncode
-                if code != 0:
-                    raise ConfigError(f"{name} failed (exit {code}); see {log}")
+                run_logged(argv_, log, name)
         data = collect(out, args.transfer)
         lines = table(data, _budget(args.preset, configs["defended"], args.n_images))
         if not args.table_only or out.is_dir():
-            from scfront.io import atomic_write_json, atomic_write_text
-
             atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
             # the commands as run, the interpreter written as "python"
             recorded = [shlex.join(["python", *a[1:]]) for _, a in steps]

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any, Sequence
 
 from scfront.config import load_preset
 from scfront.errors import ConfigError, ScfrontError
+from scfront.io import run_logged
 
 ROWS = (
     ("supervised", "defense", "supervised, deterministic (reference)"),
@@ -170,12 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row, kind, argv_ in commands(args, rows):
                 log = out / f"{row.name}.{'train' if kind == 'train' else 'eval'}.log"
                 print(f"{kind} {row.name} (log: {log})", flush=True)
-                with open(log, "a", encoding="utf-8") as handle:
-                    handle.write("$ " + shlex.join(argv_) + "\n")
-                    handle.flush()
-                    code = subprocess.run(argv_, stdout=handle, stderr=subprocess.STDOUT).returncode
-                if code != 0:
-                    raise ConfigError(f"{kind} of {row.name} failed (exit {code}); see {log}")
+                run_logged(argv_, log, f"{kind} of {row.name}")
         lines = table(out, rows)
         if not args.table_only:
             (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Atomic file writes and content hashes shared by every long job.
+"""Atomic file writes, content hashes and logged commands shared by every long job.
 
 A file is written to a temporary sibling, flushed, fsynced and renamed over the target, so a
 process killed at any moment leaves either the old file or the new one, never a torn one.
@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from scfront.errors import CheckpointError
+from scfront.errors import CheckpointError, ConfigError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -76,3 +78,18 @@ def read_json_record(path: str | Path, fmt: int, what: str) -> dict[str, Any]:
     if not isinstance(record, dict) or record.get("format") != fmt:
         raise CheckpointError(f"{path} is not a {what} of format {fmt}")
     return record
+
+
+def run_logged(argv: Sequence[str], log: str | Path, what: str) -> None:
+    """Run ``argv`` with its output (stdout and stderr) appended to ``log`` after a ``$ command``
+    line, as the experiment scripts run their steps.
+
+    Raises:
+        ConfigError: ``"{what} failed (exit N); see {log}"`` when the command exits non-zero.
+    """
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write("$ " + shlex.join(argv) + "\n")
+        handle.flush()
+        code = subprocess.run(list(argv), stdout=handle, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        raise ConfigError(f"{what} failed (exit {code}); see {log}")
