@@ -34,19 +34,19 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 import scfront
+from benchmarks.attack_cost import per_image_costs
 from benchmarks.common import shared_root
 from benchmarks.crosscheck_autoattack import (EPS, import_torchattacks, predict, run_scfront,
                                               torchattacks_autoattack)
 from scfront.attacks import create_attack
-from scfront.attacks.base import frozen_parameters
 from scfront.data import eval_subset_indices, load_cifar10
-from scfront.evaluation.runner import EvalData
+from scfront.evaluation.runner import EvalData, QueryCounter
 from scfront.evaluation.spec import unit_generators
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.models.fast import prepare_for_attack
@@ -87,45 +87,6 @@ def _in_ball(x_adv: torch.Tensor, x: torch.Tensor) -> None:
         raise SystemExit("bench_peers: an attack returned points outside the Linf 8/255 ball ∩ [0, 1]")
 
 
-class CallCounter(nn.Module):
-    """Counts the images the wrapped model is evaluated on, with and without autograd recording
-    (a recorded forward is followed by a backward in every attack here)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.forward_only = 0
-        self.with_grad = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
-            self.with_grad += int(x.shape[0])
-        else:
-            self.forward_only += int(x.shape[0])
-        return self.model(x)
-
-
-def unit_costs(model: nn.Module, x: torch.Tensor, repeats: int = 3) -> dict[str, float]:
-    """Seconds per image of the bare model at this batch: a forward without autograd, and a
-    forward + gradient with respect to the input (best of ``repeats``)."""
-    def best(fn: Callable[[], object]) -> float:
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times) / x.shape[0]
-
-    def backward() -> None:
-        xr = x.clone().requires_grad_(True)
-        torch.autograd.grad(model(xr).logsumexp(dim=1).sum(), xr)
-
-    with torch.inference_mode():
-        forward = best(lambda: model(x))
-    with frozen_parameters(model):  # as both libraries' attacks need: no weight gradients
-        return {"forward_s": forward, "forward_backward_s": best(backward)}
-
-
 def run_pair(key: str, model: nn.Module, ta: Any, data: EvalData, batch: int, queries: int,
              rounds: int, attack_model: str, costs: dict[str, float]) -> dict[str, Any]:
     """Both libraries on ``key``, alternating for ``rounds`` rounds: best seconds, robust
@@ -133,19 +94,18 @@ def run_pair(key: str, model: nn.Module, ta: Any, data: EvalData, batch: int, qu
     x = data.images.float() / 255.0
     y = data.labels
     correct = predict(model, x) == y
-    counters: dict[str, CallCounter] = {}
+    counters: dict[str, QueryCounter] = {}
 
     def ours() -> torch.Tensor:
-        if key == "autoattack":  # the evaluation builds its own attack copy (attack_model)
+        if key == "autoattack":  # the evaluation builds its own attack copy (attack_model), uncounted
             with tempfile.TemporaryDirectory() as tmp:
-                counters["scfront"] = CallCounter(model).eval()
                 report = run_scfront(model, data, Path(tmp) / "eval", batch, "model", attack_model=attack_model,
                                      by_batch=False)
             return torch.tensor(report["robust"])
         # what `scfront evaluate` does: attack a BatchNorm-folded copy checked against the model
         # (its preparation is timed), judge the returned points on the model itself
         attacked = prepare_for_attack(model, x[:8], mode=attack_model)  # type: ignore[arg-type]
-        counters["scfront"] = counted = CallCounter(attacked).eval()
+        counters["scfront"] = counted = QueryCounter(attacked).eval()
         attack = scfront_attack(key, queries)
         robust = []
         for begin in range(0, x.shape[0], batch):
@@ -157,7 +117,7 @@ def run_pair(key: str, model: nn.Module, ta: Any, data: EvalData, batch: int, qu
         return torch.cat(robust)
 
     def theirs() -> torch.Tensor:
-        counters["torchattacks"] = counted = CallCounter(model).eval()
+        counters["torchattacks"] = counted = QueryCounter(model).eval()
         robust = []
         for begin in range(0, x.shape[0], batch):
             sl = slice(begin, begin + batch)
@@ -177,9 +137,13 @@ def run_pair(key: str, model: nn.Module, ta: Any, data: EvalData, batch: int, qu
             robust[name] = fn()
             runs[name].append(time.perf_counter() - start)
             model.eval()  # torchattacks sets the model's mode back to what it found; keep eval
-            c = counters[name]
-            bare = c.forward_only * costs["forward_s"] + c.with_grad * costs["forward_backward_s"]
-            calls[name] = {"forward_only": c.forward_only, "with_grad": c.with_grad, "bare_model_s": round(bare, 2)}
+            c = counters.get(name)
+            if c is None:
+                continue
+            forward_only = c.queries - c.gradient_queries
+            bare = forward_only * costs["forward_s"] + c.gradient_queries * costs["forward_backward_s"]
+            calls[name] = {"forward_only": forward_only, "with_grad": c.gradient_queries,
+                           "bare_model_s": round(bare, 2)}
     best = {name: min(r) for name, r in runs.items()}
     acc = {name: float(r.float().mean()) for name, r in robust.items()}
     row = {"attack": key, "scfront_s": round(best["scfront"], 2), "torchattacks_s": round(best["torchattacks"], 2),
@@ -188,7 +152,7 @@ def run_pair(key: str, model: nn.Module, ta: Any, data: EvalData, batch: int, qu
            "robust_gap_points": round(100 * (acc["scfront"] - acc["torchattacks"]), 2),
            "verdicts_differ": int((robust["scfront"] != robust["torchattacks"]).sum()),
            "clean_accuracy": float(correct.float().mean())}
-    if key != "autoattack":  # the evaluation's calls go through its own copy, not the counter
+    if key != "autoattack":  # torchattacks' calls alone say nothing
         row["calls"] = calls
     return row
 
@@ -259,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                               "attack_model": args.attack_model, "rows": []}
     args.out.mkdir(parents=True, exist_ok=True)
     probe = data.images[:min(args.batch, args.n)].float() / 255.0
-    report["unit_costs"] = unit_costs(model, probe)
+    report["unit_costs"] = per_image_costs(model, probe)
     for key in keys:
         row = run_pair(key, model, ta, data, args.batch, args.queries, args.rounds, args.attack_model,
                        report["unit_costs"])
