@@ -57,8 +57,9 @@ class EvalData:
     images: torch.Tensor
     labels: torch.Tensor
 
-    def batch(self, sl: slice, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x (B, C, H, W) float32 in [0, 1], y (B,) int64) on ``device``."""
+    def batch(self, sl: slice | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x (B, C, H, W) float32 in [0, 1], y (B,) int64) on ``device`` of the positions ``sl``
+        (a slice, or (B,) int64 positions in subset order)."""
         return self.images[sl].to(device).float().div_(255.0), self.labels[sl].to(device)
 
 
@@ -170,8 +171,8 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
             continue
         work = _AttackWork(pos, attack, data, spec, store, device, out_dir.name, len(attacks), len(batches),
                            log_units=not progress)
-        groups = _chunks(work.plan(pending), spec.batch_size) if rebatch else \
-            [[(b, work.active_rows(b))] for b in pending]
+        plan = work.plan(pending)
+        groups = _chunks(plan, spec.batch_size) if rebatch else [[piece] for piece in plan]
         bar = tqdm(groups, desc=f"[{pos + 1}/{len(attacks)}] {attack.name}", disable=not progress)
         for group in bar:
             work.run(group, attack_counter, starts, None if attack_model is None else counter)
@@ -241,8 +242,7 @@ class _AttackWork:
         out: dict[str, torch.Tensor] = {}
         seconds, queries, gradient_queries = 0.0, 0, 0
         if positions.numel():
-            x = self.data.images[positions].to(self.device).float().div_(255.0)
-            y = self.data.labels[positions].to(self.device)
+            x, y = self.data.batch(positions, self.device)
             # one stream per attacked image, keyed by its dataset index: what it draws does not
             # depend on the batch size, the shard or which images share its group
             gen = unit_generators(self.spec.seed, self.data.indices[positions],
