@@ -145,3 +145,12 @@ def test_help_lists_every_check_with_its_budget_and_whether_it_is_default(capsys
         kind = "default" if cls.default else "opt-in"
         images = "the results" if cls.from_results else (f"{cls.budget} images" if cls.budget else "all check images")
         assert re.search(rf"^  {re.escape(name)} +\[{kind}, {images}", text, re.MULTILINE), name
+
+
+def test_attack_model_choices_are_the_modes_of_prepare_for_attack():
+    from scfront.models.fast import MODES
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["evaluate"]
+    action = next(a for a in sub._actions if a.dest == "attack_model")
+    assert tuple(action.choices) == MODES and action.default == "auto"

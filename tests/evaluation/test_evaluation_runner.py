@@ -461,3 +461,20 @@ def test_a_model_that_cannot_be_copied_is_attacked_itself(tmp_path, caplog):
     results = _run(tmp_path / "e", model=model)
     assert any("no attack copy" in r.getMessage() for r in caplog.records)
     assert _comparable(results) == _comparable(_run(tmp_path / "plain", model=model, attack_model="plain"))
+
+
+def test_the_attack_copy_is_built_only_when_an_attack_has_work(tmp_path, monkeypatch):
+    from scfront.evaluation import protocol
+
+    real, built = protocol._attack_copy, []
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(protocol, "_attack_copy", counting)
+    model = _ConvBN()
+    first = _run(tmp_path, model=model)
+    assert built == [1]
+    assert _comparable(_run(tmp_path, model=model)) == _comparable(first)  # every unit stored
+    assert built == [1]

@@ -117,9 +117,10 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
     device = torch.device(device)
     model = model.to(device).eval()
     validate_model(model, *data.batch(slice(0, VALIDATION_IMAGES), device), suite, n_classes, seed)
-    fast = _attack_copy(model, data, device, attack_model, spec.model_seed is not None)
-    run_units(model, data, spec, suite, out_dir, shard, device, progress, starts=starts, attack_model=fast,
-              rebatch=rebatch)
+    _check_attack_model(attack_model)
+    randomized = spec.model_seed is not None
+    run_units(model, data, spec, suite, out_dir, shard, device, progress, starts=starts, rebatch=rebatch,
+              attack_model=lambda: _attack_copy(model, data, device, attack_model, randomized))
     store = StateStore(out_dir)
     if spec.checks and shard.runs_checks:
         first = slice(0, min(spec.check_images, spec.n_images))
@@ -131,13 +132,18 @@ def evaluate(model: nn.Module, data: EvalData, attacks: Suite, out_dir: str | Pa
     return finalize(out_dir)
 
 
-def _attack_copy(model: nn.Module, data: EvalData, device: torch.device, mode: str,
-                 randomized: bool) -> nn.Module | None:
-    """The faster copy the attacks run on (None: attack ``model`` itself)."""
-    from scfront.models.fast import MODES, prepare_for_attack
+def _check_attack_model(mode: str) -> None:
+    from scfront.models.fast import MODES
 
     if mode not in MODES:
         raise ConfigError(f"attack_model must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def _attack_copy(model: nn.Module, data: EvalData, device: torch.device, mode: str,
+                 randomized: bool) -> nn.Module | None:
+    """The faster copy the attacks run on (None: attack ``model`` itself)."""
+    from scfront.models.fast import prepare_for_attack
+
     if mode == "plain" or randomized:
         return None
     probe, _ = data.batch(slice(0, VALIDATION_IMAGES), device)

@@ -30,7 +30,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import nn
@@ -124,7 +124,7 @@ def reseed_model(model: nn.Module, spec: EvalSpec, *unit: object) -> None:
 def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequence[Attack],
               out_dir: str | Path, shard: Shard = Shard(), device: torch.device | str = "cpu",
               progress: bool = True, starts: StartPool | None = None, *,
-              attack_model: nn.Module | None = None, rebatch: bool = True) -> None:
+              attack_model: Callable[[], nn.Module | None] | None = None, rebatch: bool = True) -> None:
     """Compute every unit of ``shard`` that is not stored yet (clean pass, then the attacks).
 
     Args:
@@ -133,9 +133,11 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
         spec: must describe ``attacks`` (same names, in order) and ``data``.
         starts: starting images for the attacks that take them (``Attack.uses_starts``), e.g.
             ``StartPool(test_set.images)``; None: those attacks find their own starts.
-        attack_model: a faster copy of ``model`` that the attacks run on
-            (:func:`~scfront.models.prepare_for_attack`); the clean pass and every verdict
-            (is the returned point misclassified?) stay ``model``'s. None: attack ``model``.
+        attack_model: builds a faster copy of ``model`` for the attacks to run on
+            (:func:`~scfront.models.prepare_for_attack`), or returns None; called once, when
+            the first attack unit with work is reached (a resumed run with every attack unit
+            stored builds nothing). The clean pass and every verdict (is the returned point
+            misclassified?) stay ``model``'s. None: attack ``model``.
         rebatch: gather the points an attack runs on across this shard's pending batches into
             full groups of ``spec.batch_size`` (AutoAttack re-batches its robust points the same
             way) instead of attacking each batch's remainder on its own. The unit files stay
@@ -153,7 +155,6 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
         store.write(store.subset_path, {"indices": data.indices, "images": data.images, "labels": data.labels})
     # the wrapper in eval mode like the model (a new nn.Module starts in training mode)
     counter = QueryCounter(model.to(device)).eval()
-    attack_counter = counter if attack_model is None else QueryCounter(attack_model.to(device)).eval()
     batches = shard.batches(spec)
     for b in tqdm(batches, desc="clean", disable=not progress, leave=False):
         path = store.clean_path(b)
@@ -165,17 +166,23 @@ def run_units(model: nn.Module, data: EvalData, spec: EvalSpec, attacks: Sequenc
         pred = predict(counter, x)
         store.write(path, {"pred": pred}, {"seconds": time.perf_counter() - start})
     rebatch = rebatch and spec.model_seed is None
+    attack_counter: QueryCounter | None = None
+    verify: nn.Module | None = None
     for pos, attack in enumerate(attacks):
         pending = [b for b in batches if not store.attack_path(pos, attack.name, b).is_file()]
         if not pending:
             continue
+        if attack_counter is None:  # the first attack with work: build the attack copy now
+            fast = None if attack_model is None else attack_model()
+            attack_counter = counter if fast is None else QueryCounter(fast.to(device)).eval()
+            verify = None if fast is None else counter
         work = _AttackWork(pos, attack, data, spec, store, device, out_dir.name, len(attacks), len(batches),
                            log_units=not progress)
         plan = work.plan(pending)
         groups = _chunks(plan, spec.batch_size) if rebatch else [[piece] for piece in plan]
         bar = tqdm(groups, desc=f"[{pos + 1}/{len(attacks)}] {attack.name}", disable=not progress)
         for group in bar:
-            work.run(group, attack_counter, starts, None if attack_model is None else counter)
+            work.run(group, attack_counter, starts, verify)
             bar.set_postfix(broken=work.broken, ran=work.ran)
 
 
