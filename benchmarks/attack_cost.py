@@ -2,8 +2,8 @@
 
 Reads an evaluation folder's ``results.json`` (per attack: ``seconds``, ``queries`` = images the
 model was evaluated on, ``gradient_queries`` = those with a backward pass), measures on this
-machine the model's time per image for a forward pass and for a forward + input gradient (at the
-evaluation's batch size, best of ``--repeats``), and prints per attack the measured seconds, the
+machine the model's time per image for a forward pass and for a forward + input gradient (on the
+evaluation's first images, at its batch size, best of ``--repeats``), and prints per attack the measured seconds, the
 bare-model seconds of its calls and their ratio, with the totals. A ratio near 1 means that the
 attack's time is the model's own: an implementation that makes the same model calls (the same
 algorithm) cannot be much faster on this machine, whatever its attack loop.
@@ -28,6 +28,7 @@ from torch import nn
 
 import scfront
 from scfront.attacks.base import frozen_parameters
+from scfront.evaluation.state import StateStore
 from scfront.io import atomic_write_json
 from scfront.models.fast import prepare_for_attack
 
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = scfront.load(args.model).eval()
-    size = {"cifar10": 32, "imagenette": 160}.get(spec["dataset"], 32)
     batch = args.batch or min(int(spec["batch_size"]), 250)
-    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    store = StateStore(args.evaluation)
+    x = store.read(store.subset_path)[0]["images"][:batch].float() / 255.0  # the evaluated images
     costs = per_image_costs(model, x, args.repeats)
     fast_costs = per_image_costs(prepare_for_attack(model, x[:8]), x, args.repeats)
     rows = price(results, costs)
