@@ -37,7 +37,7 @@ from typing import Any, Sequence
 
 from scfront.config import load_preset
 from scfront.errors import ConfigError, ScfrontError
-from scfront.io import run_logged
+from scfront.io import atomic_write_text, run_logged
 
 ROWS = (
     ("supervised", "defense", "supervised, deterministic (reference)"),
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_logged(argv_, log, f"{kind} of {row.name}")
         lines = table(out, rows)
         if not args.table_only:
-            (out / "table.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
         print("\n".join(lines))
         return 0
     except ScfrontError as exc:
