@@ -19,8 +19,8 @@ from scfront.dictionary.core import Dictionary
 from scfront.errors import ConfigError, InputError
 from scfront.evaluation.checks import (BLACKBOX_NOISE, NOT_RUN, Check, CheckInputs, ModelCheck, ResultsCheck,
                                        Verdict, available_checks, check_class, count_gradient_calls, create_checks,
-                                       default_checks, judge_checks, register_check, resolve_selection,
-                                       validate_model)
+                                       default_checks, expected_correct, judge_checks, register_check,
+                                       resolve_selection, validate_model)
 from scfront.evaluation.protocol import evaluate
 from scfront.evaluation.results import AttackOutcome, Collected, collect, stored_runs
 from scfront.evaluation.runner import EvalData
@@ -448,3 +448,73 @@ def test_more_steps_reruns_an_attack_it_cannot_continue_on_what_it_left_robust(t
     assert record["attack"] == "apgd-ce" and record["reused"] and not record["continued"]
     assert record["robust_2x"] <= record["robust_1x"] == int((col.broken_by()[:CHECK_IMAGES] == -1).sum())
 
+
+
+# --------------------------------------------------------------------------- randomised models
+_NO_COLLECTED: Any = None  # large-eps judges its record alone
+
+
+class _Lucky(nn.Module):
+    """A randomised model no attack can move: it always says class 0 (constant logits, zero
+    gradient), except that each row's draw says class 1 with probability 0.3. Its expectation
+    classifies every input as 0; single draws are wrong 30 % of the time by luck."""
+
+    randomized = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generator = torch.Generator().manual_seed(5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flip = torch.rand(x.shape[0], generator=self.generator) < 0.3
+        logits = torch.tensor([5.0, -5.0]).expand(x.shape[0], 2).clone()
+        logits[flip] = torch.tensor([-5.0, 5.0])
+        return logits + 0.0 * x.flatten(1).sum(dim=1, keepdim=True)
+
+
+def test_large_eps_judges_a_randomised_model_by_its_expectation_not_a_lucky_draw(tmp_path: Path) -> None:
+    x, y = _images(8).float() / 255, torch.zeros(8, dtype=torch.long)
+    attacks = tuple(build_suite(["pgd-linf:eps=0.05:steps=2"]))
+    check = check_class("large-eps")()
+    one_draw = check.run(CheckInputs(_Lucky(), x, y, attacks, seed=0))
+    # by one draw the count is luck: nothing moves the model, yet lucky wrong draws "break" images
+    assert one_draw["robust"] < 8 and "draws" not in one_draw
+    record = check.run(CheckInputs(_Lucky(), x, y, attacks, seed=0, randomised=True))
+    assert record["robust"] == 8 and record["draws"] == 20
+    verdict = check.verdict(record, _NO_COLLECTED)
+    assert not verdict.passed and "mean softmax of 20 draws" in verdict.detail
+
+
+def test_expected_correct_uses_the_mean_of_draws_and_leaves_the_generators_as_they_were() -> None:
+    model, x = _Lucky(), _images(8).float() / 255
+    before = model.generator.get_state()
+    assert bool(expected_correct(model, x, torch.zeros(8, dtype=torch.long)).all())
+    assert torch.equal(model.generator.get_state(), before)
+    deterministic = mlp()
+    with torch.no_grad():
+        labels = deterministic(x).argmax(dim=1)
+    assert bool(expected_correct(deterministic, x, labels).all())
+    assert not bool(expected_correct(deterministic, x, (labels + 1) % 10).any())
+    assert not bool(expected_correct(_Lucky(), x, torch.ones(8, dtype=torch.long)).any())
+
+
+def test_more_steps_on_a_randomised_model_counts_points_by_their_expectation(tmp_path: Path) -> None:
+    inputs, col = _evaluated(tmp_path, _Lucky(), ["pgd-linf:eps=0.05:steps=2"], reuse=True)
+    record = check_class("more-steps")().run(dataclasses.replace(inputs, randomised=True))
+    ran = inputs.stored[0].ran
+    expected = int((ran & (inputs.y == 0)).sum())  # the model's expectation says 0 everywhere
+    assert record["robust_1x_expected"] == record["robust_2x_expected"] == expected
+    verdict = check_class("more-steps")().verdict(record, col)
+    assert verdict.passed and "mean softmax of 20 draws" in verdict.detail
+
+
+def test_an_evaluation_finds_an_undeclared_randomised_model_for_its_checks(tmp_path: Path) -> None:
+    class Undeclared(_Lucky):
+        randomized = None  # type: ignore[assignment]  # nothing declared: two passes differ
+
+    x = _images(8)
+    data = EvalData(torch.arange(8), x, torch.zeros(8, dtype=torch.long))
+    results = evaluate(Undeclared(), data, build_suite(["pgd-linf:eps=0.05:steps=2"]), tmp_path / "eval",
+                       batch_size=8, checks="large-eps", progress=False)
+    assert not results["checks"]["large-eps"]["passed"]
+    assert "mean softmax of 20 draws" in results["checks"]["large-eps"]["detail"]

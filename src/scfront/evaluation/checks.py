@@ -29,11 +29,15 @@ checks itself; opt-in otherwise), :attr:`Check.budget` (default number of images
   margin ``z_y − max_{j≠y} z_j`` is exactly zero; passes if ≤ 1 %.
 - ``large-eps``: PGD-Linf from the clean image at ε = 128/255, 100 steps of 2.5ε/100; passes
   if accuracy ≤ 1 %. (At 64/255 a strong model can keep a few percent: the paper's defense kept
-  6.25 %.)
+  6.25 %.) On a randomised model the attack and the judgement are on its expectation, the
+  mean softmax of 20 draws (:class:`~scfront.models.ensemble.Ensemble`): one draw near chance
+  is right about 1/K of the time whatever the attack did, and a lucky wrong draw would stop
+  PGD early.
 - ``more-steps``: the suite's first white-box attack with a ``steps`` parameter (else
   pgd-linf) against the same attack with twice the steps: the evaluation's own run is reused
   (a PGD run is continued from its stored points; another attack reruns with twice the steps on
-  the images it left robust); passes if doubling breaks at most 1 % more of the images.
+  the images it left robust); passes if doubling breaks at most 1 % more of the images (a
+  randomised model: both sets of points judged by the mean softmax of 20 draws).
 - ``blackbox-vs-whitebox`` (from the results): images broken by a black-box attack although
   every white-box attack of the same norm and at least the same ε ran on them and failed, in
   whichever column those attacks are; passes if ≤ 1 % of the subset.
@@ -75,13 +79,14 @@ from scfront.evaluation.state import StateStore
 from scfront.frontend.bpda import BPDA
 from scfront.frontend.encoder import Encoder
 from scfront.io import atomic_write_json
-from scfront.models.randomness import seed_model
+from scfront.models.ensemble import Ensemble
+from scfront.models.randomness import random_layers, seed_model
 from scfront.naming import NameRegistry
 from scfront.sampling import RowGenerators, rows_of
 
 __all__ = ["BPDA_VARIANTS", "Check", "CheckInputs", "ModelCheck", "ResultsCheck", "Verdict",
            "available_checks", "check_class", "checks_complete", "count_gradient_calls",
-           "create_checks", "default_checks",
+           "create_checks", "default_checks", "expected_correct",
            "judge_checks", "read_selection", "register_check", "resolve_selection", "run_checks",
            "validate_model", "write_selection"]
 
@@ -93,6 +98,9 @@ RANDOMNESS_TOLERANCE = 1e-4  # relative L2 change of a logit row that counts as 
 LARGE_EPS = 128.0 / 255.0
 LARGE_EPS_STEPS = 100
 LARGE_EPS_MAX_ACCURACY = 0.01
+# A randomised model's point counts as robust when the mean softmax of this many draws
+# classifies it correctly (large-eps, more-steps): one draw is right by luck about 1/K of the time.
+EXPECTATION_DRAWS = 20
 MORE_STEPS_TOLERANCE = 0.01
 ZERO_GRADIENT_MAX_FRACTION = 0.01
 BLACKBOX_NOISE = 0.01
@@ -137,6 +145,9 @@ class CheckInputs:
         n_classes: the dataset's number of classes (``None``: unknown; at least every label + 1).
         stored: {attack position: what that attack of the evaluation did to these images}, for
             the attacks whose units are stored (what checks reuse instead of attacking again).
+        randomised: the model's forward pass draws (it has a model seed, or two passes differ):
+            ``large-eps`` attacks and judges its expectation, ``more-steps`` judges points by
+            :func:`expected_correct`, not by one draw.
     """
 
     model: nn.Module
@@ -147,6 +158,7 @@ class CheckInputs:
     indices: torch.Tensor | None = None
     n_classes: int | None = None
     stored: Mapping[int, StoredRun] = field(default_factory=dict)
+    randomised: bool = False
 
     @property
     def n(self) -> int:
@@ -343,6 +355,30 @@ def _robust(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
     if idx.numel():
         out[idx] = ~attack(model, x[idx], y[idx], generator=rows_of(generator, idx)).success
     return out
+
+
+def _draws(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether two forward passes of ``model`` on ``x`` (k, C, H, W) differ beyond
+    ``RANDOMNESS_TOLERANCE`` relative (a model that draws without declaring it)."""
+    first, second = _logits(model, x), _logits(model, x)
+    scale = first.norm(dim=1).clamp_min(1e-12)
+    return bool(((second - first).norm(dim=1) / scale).max() > RANDOMNESS_TOLERANCE)
+
+
+def expected_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     draws: int = EXPECTATION_DRAWS) -> torch.Tensor:
+    """(n,) bool: whether the mean softmax of ``draws`` forward passes of a randomised ``model``
+    on ``x`` (n, C, H, W) in [0, 1] predicts ``y`` (n,): the label of its expected output, which
+    one lucky draw does not decide. The model's generators are left as they were before the call
+    (two calls on the same model draw the same noise)."""
+    states = [(m.generator, m.generator.get_state()) for m in random_layers(model)
+              if isinstance(m.generator, torch.Generator)]
+    try:
+        with torch.no_grad():
+            return Ensemble(model, draws)(x).argmax(dim=1) == y.to(x.device)
+    finally:
+        for generator, state in states:
+            generator.set_state(state)
 
 
 def _fraction(count: int, n: int) -> float:
@@ -568,24 +604,36 @@ class GradientsNonzero(ModelCheck):
 # --------------------------------------------------------------------------- attacks
 @register_check
 class LargeEps(ModelCheck):
-    """PGD-Linf at ε = 128/255 from the clean image must bring the accuracy to ≤ 1 %."""
+    """PGD-Linf at ε = 128/255 from the clean image must bring the accuracy to ≤ 1 % (a randomised
+    model: its expectation, the mean softmax of 20 draws, is attacked and judged)."""
 
     name = "large-eps"
     budget = 8
 
     def run(self, inputs: CheckInputs) -> dict[str, Any]:
+        settings = _gradient_settings(inputs.attacks)
+        model = inputs.model
+        if inputs.randomised:
+            # one draw of a randomised model near chance is right about 1/K of the time, and a
+            # lucky wrong draw would end PGD at a point the model still classifies: attack and
+            # judge the model's expectation, the mean softmax of EXPECTATION_DRAWS passes
+            # (averaged already, so no further EOT)
+            model = Ensemble(model, EXPECTATION_DRAWS)
+            settings = {**settings, "eot_samples": 1} if "eot_samples" in settings else settings
         attack = create_attack("pgd-linf", eps=LARGE_EPS, steps=LARGE_EPS_STEPS,
-                               step_size=2.5 * LARGE_EPS / LARGE_EPS_STEPS, random_start=False,
-                               **_gradient_settings(inputs.attacks))
-        robust = _robust(inputs.model, attack, inputs.x, inputs.y, inputs.generator(self.name))
-        return {"n": inputs.n, "eps": LARGE_EPS, "robust": int(robust.sum())}
+                               step_size=2.5 * LARGE_EPS / LARGE_EPS_STEPS, random_start=False, **settings)
+        robust = _robust(model, attack, inputs.x, inputs.y, inputs.generator(self.name))
+        record = {"n": inputs.n, "eps": LARGE_EPS, "robust": int(robust.sum())}
+        return {**record, "draws": EXPECTATION_DRAWS} if inputs.randomised else record
 
     def verdict(self, record: Mapping[str, Any], col: Collected) -> Verdict:
         n = max(int(record["n"]), 1)
         acc = record["robust"] / n
+        how = (f" (a randomised model: attacked and judged by the mean softmax of {record['draws']} draws)"
+               if "draws" in record else "")
         return Verdict(acc <= LARGE_EPS_MAX_ACCURACY,
                        f"PGD-Linf at eps={record['eps'] * 255:.0f}/255 from the clean image: {record['robust']} of "
-                       f"{n} images robust, accuracy {acc:.2%} (must be <= {LARGE_EPS_MAX_ACCURACY:.0%})",
+                       f"{n} images robust{how}, accuracy {acc:.2%} (must be <= {LARGE_EPS_MAX_ACCURACY:.0%})",
                        {"accuracy": acc})
 
 
@@ -633,18 +681,32 @@ class MoreSteps(ModelCheck):
                 doubled = with_params(base, steps=2 * steps)
                 result = doubled(model, x[idx], y[idx], generator=rows_of(gen, idx))
             newly = int(result.success.sum())
-        return {"n": inputs.n, "attack": base.name, "steps": steps, "reused": stored is not None,
-                "continued": continued, "ran": int(ran.sum()), "robust_1x": int(robust.sum()),
-                "robust_2x": int(robust.sum()) - newly}
+        record = {"n": inputs.n, "attack": base.name, "steps": steps, "reused": stored is not None,
+                  "continued": continued, "ran": int(ran.sum()), "robust_1x": int(robust.sum()),
+                  "robust_2x": int(robust.sum()) - newly}
+        if inputs.randomised:  # judge both sets of points by the expected prediction, not one draw
+            doubled_points = points.clone()
+            if idx.numel():
+                doubled_points[idx] = result.x_adv
+            record.update(robust_1x_expected=int((ran & expected_correct(model, points, y)).sum()),
+                          robust_2x_expected=int((ran & expected_correct(model, doubled_points, y)).sum()),
+                          draws=EXPECTATION_DRAWS)
+        return record
 
     def verdict(self, record: Mapping[str, Any], col: Collected) -> Verdict:
         n = max(int(record["n"]), 1)
-        a1, a2 = record["robust_1x"] / n, record["robust_2x"] / n
+        judged = "robust_1x_expected" in record
+        r1, r2 = ((record["robust_1x_expected"], record["robust_2x_expected"]) if judged
+                  else (record["robust_1x"], record["robust_2x"]))
+        a1, a2 = r1 / n, r2 / n
         how = ("the evaluation's run" if record.get("reused") else "a run") + \
               (" continued" if record.get("continued") else " rerun on what it left robust")
+        if judged:
+            how += (f"; a randomised model: robust by the mean softmax of {record['draws']} draws, by the "
+                    f"attack's own draw {record['robust_1x']} -> {record['robust_2x']}")
         return Verdict(a1 - a2 <= MORE_STEPS_TOLERANCE + 1e-12,
-                       f"{record['attack']}: {record['robust_1x']} of {n} images robust after {record['steps']} steps, "
-                       f"{record['robust_2x']} after {2 * record['steps']} ({how}); accuracy {a1:.2%} -> {a2:.2%} "
+                       f"{record['attack']}: {r1} of {n} images robust after {record['steps']} steps, "
+                       f"{r2} after {2 * record['steps']} ({how}); accuracy {a1:.2%} -> {a2:.2%} "
                        f"(drop must be <= {MORE_STEPS_TOLERANCE:.0%})",
                        {"accuracy_1x": a1, "accuracy_2x": a2})
 
@@ -772,7 +834,9 @@ def run_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: EvalSpe
     selection = resolve_selection(True, spec.check_images) if selection is None else selection
     write_selection(store, selection)
     model = model.to(x.device).eval()
-    inputs = CheckInputs(model, x, y, tuple(attacks), spec.seed, indices, n_classes, dict(stored or {}))
+    randomised = spec.model_seed is not None or _draws(model, x[:VALIDATION_IMAGES])
+    inputs = CheckInputs(model, x, y, tuple(attacks), spec.seed, indices, n_classes, dict(stored or {}),
+                         randomised)
     todo = [c for c in create_checks(list(selection)) if isinstance(c, ModelCheck)
             and store.read_check(c.name) is None]
     for check in tqdm(todo, desc="checks", disable=not progress):
