@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from scfront.cli import main
+from scfront.models.saving import pretrained_dir
 
 FACTORY_MODULE = "scfront_bad_inputs_factory"
 TINY_CONFIG = """\
@@ -334,6 +335,13 @@ CLI_CASES: dict[str, Case] = {
                                          ("a_file.txt",)),
     "evaluate-merge-no-shard": Case(lambda w, d: ["evaluate-merge", "--out", str(w.root / "merged")],
                                     ("SHARD_DIR",)),
+    # ---- export: a folder without a model, an existing output folder
+    "export-not-a-model": Case(lambda w, d: ["export", w["folder"], str(w.root / "exported")],
+                               ("model.safetensors",)),
+    "export-missing-run": Case(lambda w, d: ["export", str(w.root / "no_run"), str(w.root / "exported")],
+                               ("no_run", "does not exist")),
+    "export-out-exists": Case(lambda w, d: ["export", str(pretrained_dir("cifar10_cpu")), w["folder"]],
+                              ("exists; export into a new folder",)),
     # ---- demo and reproduce: the shared options
     "demo-device-gpu": Case(lambda w, d: ["demo", "--device", "gpu"], ("argument --device",)),
     "demo-device-cuda": Case(lambda w, d: ["demo", "--device", "cuda"], ("CUDA is not available",), unless_cuda=True),

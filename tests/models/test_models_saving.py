@@ -170,3 +170,32 @@ def test_the_shipped_defended_model_loads_and_classifies_the_shipped_sample() ->
         pred = model(sample.images.float() / 255).argmax(1)
     # 75.0 % on these 200 images when shipped (76.18 % on the full test set)
     assert float((pred == sample.labels).float().mean()) >= 0.70
+
+
+def test_export_copies_the_model_alone_and_halves_its_parameters(tmp_path: Path) -> None:
+    from scfront.models import export_model
+
+    config = _defended_config()
+    dictionary = _dictionary()
+    model = build_model(config, dictionary).eval()
+    run = tmp_path / "run"
+    save_model(model, run, config, {"monitor_accuracy": 0.5})
+    (run / "log.jsonl").write_text("{}\n")  # run files that are not the model stay behind
+    full = export_model(run, tmp_path / "full", dictionary=dictionary)
+    assert full["max_abs_logit_change"] == 0.0 and full["prediction_changes"] == 0 and not full["half"]
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == sorted([CARD_FILE, "config.toml", MODEL_FILE])
+    half = export_model(run, tmp_path / "half", half=True, dictionary=dictionary)
+    card = json.loads((tmp_path / "half" / CARD_FILE).read_text())
+    assert card["weights"]["dtype"] == "float16 parameters, float32 buffers"
+    assert card["metrics"] == {"monitor_accuracy": 0.5} and card["dictionary"]["sha256"] == dictionary.sha256()
+    assert half["bytes"] < 0.6 * full["bytes"] and 0 < half["relative_logit_change"] < 1e-2
+    loaded = load_model(tmp_path / "half", dictionary=dictionary)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.rand(4, 3, 32, 32)
+    torch.testing.assert_close(loaded(x), model(x), rtol=1e-2, atol=1e-2)
+    # an existing folder is refused, a folder without a model too; nothing is left behind
+    with pytest.raises(CheckpointError, match="exists"):
+        export_model(run, tmp_path / "half", dictionary=dictionary)
+    with pytest.raises(CheckpointError):
+        export_model(tmp_path / "nothing", tmp_path / "out", dictionary=dictionary)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*.tmp"))

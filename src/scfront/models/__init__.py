@@ -7,7 +7,8 @@
 - :func:`build_model`: the classifier or frontend + classifier a :class:`~scfront.config.RunConfig`
   describes (``model.classifier`` a registered name or ``package.module:factory``).
 - :func:`defend` (``scfront.defend``): the frontend in front of any classifier module.
-- :func:`save_model` / :func:`load_model` / :func:`load_pretrained`: safetensors + model card.
+- :func:`save_model` / :func:`load_model` / :func:`load_pretrained`: safetensors + model card;
+  :func:`export_model`: a run's model alone (optionally float16 parameters), as a package ships it.
 - :func:`load` (``scfront.load``): any model spec (a saved folder, an original ``.pt``,
   ``package.module:factory``, a shipped name); :func:`resolve_spec` says which kind a spec is.
 
@@ -30,6 +31,7 @@ _EXPORTS = {
     "build_model": "scfront.models.build",
     "defend": "scfront.models.custom",
     "save_model": "scfront.models.saving",
+    "export_model": "scfront.models.saving",
     "load_model": "scfront.models.saving",
     "load_pretrained": "scfront.models.saving",
     "list_pretrained": "scfront.models.saving",
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
     from scfront.models.original import import_original_resnet32
     from scfront.models.registration import InputKind, ModelInfo, register_model
     from scfront.models.registry import count_parameters, create_model, list_models, model_info
-    from scfront.models.saving import list_pretrained, load_model, load_pretrained, save_model
+    from scfront.models.saving import export_model, list_pretrained, load_model, load_pretrained, save_model
 
 
 from scfront.lazy import lazy_exports  # noqa: E402
