@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,21 @@ def test_table1_smoke_with_reused_models(data_root: Path, tmp_path: Path,
     # a rerun resumes: same table, nothing recomputed differently
     assert main(argv) == 0
     assert json.loads((out / "table1.json").read_text()) == table
+    # --report-only rebuilds the report from the stored results and sweeps alone (as committed:
+    # without the evaluations' states and adversarials), running no evaluation and no sweep
+    copy = tmp_path / "copied"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("state", "adversarials.safetensors", "plots",
+                                                             "table1.json", "report.md"))
+    only = [*argv[:argv.index("--out") + 1], str(copy), *argv[argv.index("--out") + 2:], "--report-only"]
+    only[only.index("--rows") + 1] = "natural"  # a row of another invocation is kept from rows.json
+    assert main(only) == 0
+    capsys.readouterr()
+    rebuilt = json.loads((copy / "table1.json").read_text())
+    assert rebuilt == table and not list(copy.glob("eval/*/state"))
+    assert (copy / "plots" / "accuracy_vs_eps.png").is_file() and "## Compute time" in (copy / "report.md").read_text()
+    shutil.rmtree(copy / "eval" / "defense")  # a row without stored results is pending, nothing is run
+    assert main(only[:only.index("--rows")] + only[only.index("--rows") + 2:]) == 0
+    assert "pending" in capsys.readouterr().out and not (copy / "eval" / "defense").exists()
 
 
 def test_rows_record_merges_other_invocations(tmp_path: Path) -> None:

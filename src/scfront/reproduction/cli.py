@@ -50,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "CIFAR-10, natural,pgd_at,defense on Imagenette)")
     t1.add_argument("--dataset", choices=["cifar10", "imagenette"], default="cifar10",
                     help="the table of this dataset (default: cifar10, the paper's Table 1)")
+    t1.add_argument("--report-only", action="store_true",
+                    help="run no training, evaluation or sweep: rebuild table1.json, report.md and the "
+                         "figures from the stored results and sweep points (e.g. after copying a row's "
+                         "eval/ and sweeps/ folders in from another output folder)")
     _add_tail_options(t1, "every recipe's config, e.g. --set evaluation.n_images=64")
     t1.set_defaults(handler=_table1)
 
@@ -116,7 +120,7 @@ def _table1(args: argparse.Namespace) -> int:
         preset=args.preset, data_root=resolve_data_root(args.data_root), out_dir=args.out,
         reuse=parse_reuse(args.reuse, args.dataset), pgd_at_checkpoint=args.pgd_at_checkpoint,
         rows=parse_rows(args.rows, args.dataset), overrides=tuple(args.overrides), device=args.device or "cpu",
-        seed=args.seed, progress=_progress(args), dataset=args.dataset)
+        seed=args.seed, progress=_progress(args), dataset=args.dataset, report_only=args.report_only)
     start = time.perf_counter()
     table = run_table1(settings)
     print("\n".join(render_table(table)))

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,7 +20,7 @@ from torch import nn
 from scfront.config import RunConfig
 from scfront.reproduction import plots
 from scfront.reproduction.columns import Table1Plan
-from scfront.reproduction.sweep import accuracy_sweep
+from scfront.reproduction.sweep import SWEEP_FILE, accuracy_sweep
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,11 @@ def _example_figure(models: Mapping[str, nn.Module], data: Any, plan: Table1Plan
 
 
 def table1_figures(models: Mapping[str, nn.Module], data: Any, plan: Table1Plan, out: Path,
-                   defense: RunConfig, device: str, seed: int) -> dict[str, Path]:
-    """Draw every figure into ``out/plots``; returns {title: path} in report order."""
+                   defense: RunConfig, device: str, seed: int, stored_sweeps: bool = False) -> dict[str, Path]:
+    """Draw every figure into ``out/plots``; returns {title: path} in report order.
+
+    ``stored_sweeps``: plot the sweep points stored in ``out/sweeps/<row>/sweep.json`` as they
+    are (rows without one are left out of that figure) instead of running the missing ones."""
     from scfront.dictionary import get_dictionary, plot_atoms
 
     plots_dir = out / "plots"
@@ -56,9 +60,13 @@ def table1_figures(models: Mapping[str, nn.Module], data: Any, plan: Table1Plan,
     if models:
         n = min(plan.budget.sweep_images, int(data.labels.shape[0]))
         x, y = data.batch(slice(0, n), torch.device(device))
-        sweeps = {name: accuracy_sweep(model, x, y, out / "sweeps" / name, steps=plan.evaluation.steps,
-                                       seed=seed, norms=plan.sweep_norms, batch_size=plan.evaluation.batch_size)
-                  for name, model in models.items()}
+        if stored_sweeps:
+            sweeps = {name: json.loads((out / "sweeps" / name / SWEEP_FILE).read_text(encoding="utf-8"))
+                      for name in models if (out / "sweeps" / name / SWEEP_FILE).is_file()}
+        else:
+            sweeps = {name: accuracy_sweep(model, x, y, out / "sweeps" / name, steps=plan.evaluation.steps,
+                                           seed=seed, norms=plan.sweep_norms, batch_size=plan.evaluation.batch_size)
+                      for name, model in models.items()}
         figures["Accuracy vs ε (PGD, step ε/8)"] = plots.plot_accuracy_vs_eps(sweeps, plots_dir / "accuracy_vs_eps.png")
         figures["Example attacks"] = _example_figure(models, data, plan, plots_dir, device, seed)
     dictionary = get_dictionary(defense.frontend.dictionary)

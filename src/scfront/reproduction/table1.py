@@ -54,6 +54,9 @@ class Table1Settings:
         rows: which rows to produce (default: all of the dataset's).
         dataset: "cifar10" (the paper's Table 1) or "imagenette" (its own columns and rows,
             :func:`~scfront.reproduction.columns.imagenette_columns`).
+        report_only: run no training, evaluation or sweep: rebuild table1.json, report.md and
+            the figures from the stored results and sweep points (rows without results show as
+            pending; the models are loaded for the example attacks and loss landscapes, seconds).
     """
 
     preset: str
@@ -67,6 +70,7 @@ class Table1Settings:
     seed: int = 0
     progress: bool = True
     dataset: str = "cifar10"
+    report_only: bool = False
 
 
 def recipe_config(settings: Table1Settings, recipe: str) -> RunConfig:
@@ -90,6 +94,22 @@ def obtain_model(source: RowSource, settings: Table1Settings) -> nn.Module:
         train(recipe_config(settings, source.name), source.path, settings.data_root, progress=settings.progress)
         return load(source.path)
     raise ConfigError(f"row {source.name} is not run: {source.reason}")
+
+
+def _stored_model(source: RowSource, out: Path) -> nn.Module | None:
+    """For ``report_only``: the row's model when its evaluation is stored and the model exists
+    without training (None, with a log line, otherwise: the row shows as pending)."""
+    from scfront.evaluation.results import RESULTS_FILE
+    from scfront.models.loader import load
+
+    if not (out / "eval" / source.name / RESULTS_FILE).is_file():
+        log.info("%s: no stored evaluation in %s; shown as pending", source.name, out / "eval" / source.name)
+        return None
+    assert source.path is not None
+    if source.kind == "train" and not (source.path / "model.safetensors").is_file():
+        log.info("%s: %s holds no finished model; its figures are left out", source.name, source.path)
+        return None
+    return load(source.path)
 
 
 # the default self-checks, the attacking ones on 100 images, and the BPDA variants (opt-in and on
@@ -166,10 +186,16 @@ def run_table1(settings: Table1Settings) -> dict[str, Any]:
         if source.kind == "not_run":
             log.info("%s: %s", source.name, source.reason)
             continue
+        if settings.report_only:
+            model = _stored_model(source, out)
+            if model is not None:
+                models[source.name] = model.to(settings.device).eval()
+            continue
         model = obtain_model(source, settings).to(settings.device).eval()
         evaluate_row(model, source.name, data, plan, test.images, out / "eval" / source.name, settings)
         models[source.name] = model
-    figures = table1_figures(models, data, plan, out, defense, settings.device, settings.seed)
+    figures = table1_figures(models, data, plan, out, defense, settings.device, settings.seed,
+                             stored_sweeps=settings.report_only)
     table = build_table(out)
     write_report(out, table, figures)
     return table
