@@ -518,3 +518,15 @@ def test_an_evaluation_finds_an_undeclared_randomised_model_for_its_checks(tmp_p
                        batch_size=8, checks="large-eps", progress=False)
     assert not results["checks"]["large-eps"]["passed"]
     assert "mean softmax of 20 draws" in results["checks"]["large-eps"]["detail"]
+
+
+def test_the_expectation_of_an_ensemble_counts_its_passes() -> None:
+    from scfront.evaluation.checks import expectation
+    from scfront.models.ensemble import Ensemble
+
+    assert expectation(_Lucky()).samples == 20
+    assert expectation(Ensemble(_Lucky(), 10)).samples == 2 and expectation(Ensemble(_Lucky(), 3)).samples == 7
+    x = _images(4).float() / 255
+    inner = Ensemble(mlp(), 4)
+    with torch.no_grad():  # a deterministic inner model: the mean of its softmax is its softmax
+        torch.testing.assert_close(expectation(inner)(x).exp(), mlp()(x).softmax(dim=1))

@@ -86,7 +86,7 @@ from scfront.sampling import RowGenerators, rows_of
 
 __all__ = ["BPDA_VARIANTS", "Check", "CheckInputs", "ModelCheck", "ResultsCheck", "Verdict",
            "available_checks", "check_class", "checks_complete", "count_gradient_calls",
-           "create_checks", "default_checks", "expected_correct",
+           "create_checks", "default_checks", "expectation", "expected_correct",
            "judge_checks", "read_selection", "register_check", "resolve_selection", "run_checks",
            "validate_model", "write_selection"]
 
@@ -98,8 +98,9 @@ RANDOMNESS_TOLERANCE = 1e-4  # relative L2 change of a logit row that counts as 
 LARGE_EPS = 128.0 / 255.0
 LARGE_EPS_STEPS = 100
 LARGE_EPS_MAX_ACCURACY = 0.01
-# A randomised model's point counts as robust when the mean softmax of this many draws
+# A randomised model's point counts as robust when the mean softmax of this many forward passes
 # classifies it correctly (large-eps, more-steps): one draw is right by luck about 1/K of the time.
+# An ensemble of E passes is called ceil(20 / E) times.
 EXPECTATION_DRAWS = 20
 MORE_STEPS_TOLERANCE = 0.01
 ZERO_GRADIENT_MAX_FRACTION = 0.01
@@ -365,6 +366,14 @@ def _draws(model: nn.Module, x: torch.Tensor) -> bool:
     return bool(((second - first).norm(dim=1) / scale).max() > RANDOMNESS_TOLERANCE)
 
 
+def expectation(model: nn.Module, draws: int = EXPECTATION_DRAWS) -> nn.Module:
+    """The mean softmax of ``draws`` forward passes of a randomised ``model`` as one model
+    (:class:`~scfront.models.ensemble.Ensemble`); a model that is an ensemble of E passes
+    already is called ``ceil(draws / E)`` times (the same mean over at least ``draws`` passes)."""
+    per_call = model.samples if isinstance(model, Ensemble) else 1
+    return Ensemble(model, max(1, -(-draws // per_call)))
+
+
 def expected_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                      draws: int = EXPECTATION_DRAWS) -> torch.Tensor:
     """(n,) bool: whether the mean softmax of ``draws`` forward passes of a randomised ``model``
@@ -375,7 +384,7 @@ def expected_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
               if isinstance(m.generator, torch.Generator)]
     try:
         with torch.no_grad():
-            return Ensemble(model, draws)(x).argmax(dim=1) == y.to(x.device)
+            return expectation(model, draws)(x).argmax(dim=1) == y.to(x.device)
     finally:
         for generator, state in states:
             generator.set_state(state)
@@ -618,7 +627,7 @@ class LargeEps(ModelCheck):
             # lucky wrong draw would end PGD at a point the model still classifies: attack and
             # judge the model's expectation, the mean softmax of EXPECTATION_DRAWS passes
             # (averaged already, so no further EOT)
-            model = Ensemble(model, EXPECTATION_DRAWS)
+            model = expectation(model)
             settings = {**settings, "eot_samples": 1} if "eot_samples" in settings else settings
         attack = create_attack("pgd-linf", eps=LARGE_EPS, steps=LARGE_EPS_STEPS,
                                step_size=2.5 * LARGE_EPS / LARGE_EPS_STEPS, random_start=False, **settings)
