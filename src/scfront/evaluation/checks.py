@@ -30,9 +30,9 @@ checks itself; opt-in otherwise), :attr:`Check.budget` (default number of images
 - ``large-eps``: PGD-Linf from the clean image at ε = 128/255, 100 steps of 2.5ε/100; passes
   if accuracy ≤ 1 %. (At 64/255 a strong model can keep a few percent: the paper's defense kept
   6.25 %.) On a randomised model the attack and the judgement are on its expectation, the
-  mean softmax of 20 draws (:class:`~scfront.models.ensemble.Ensemble`): one draw near chance
-  is right about 1/K of the time whatever the attack did, and a lucky wrong draw would stop
-  PGD early.
+  mean softmax of 20 passes (:func:`expectation`; an ensemble of E passes is called ceil(20/E)
+  times): one draw near chance is right about 1/K of the time whatever the attack did, and a
+  lucky wrong draw would stop PGD early.
 - ``more-steps``: the suite's first white-box attack with a ``steps`` parameter (else
   pgd-linf) against the same attack with twice the steps: the evaluation's own run is reused
   (a PGD run is continued from its stored points; another attack reruns with twice the steps on
