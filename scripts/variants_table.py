@@ -215,7 +215,10 @@ def collect(args: argparse.Namespace, rows: Sequence[Row], reuse: dict[str, Path
         if not row.randomized:
             continue
         gradient = gradient_items(args.attacks)
-        last = lambda acc: acc["after"][list(acc["after"])[len(gradient) - 1]]  # noqa: E731
+
+        def last(acc: dict[str, Any]) -> float:  # the accuracy after the last gradient attack
+            return acc["after"][list(acc["after"])[len(gradient) - 1]]
+
         without = _read(out / "eval" / f"{row.name}_no_eot" / "results.json")
         doubled = _read(out / "eval" / f"{row.name}_eot_2x" / "results.json")
         n2 = len(doubled["broken_by"])
