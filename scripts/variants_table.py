@@ -296,27 +296,31 @@ def plot(data: dict[str, Any], path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.8, 4.2), dpi=100)
+    figure = Figure(figsize=(7.0, 4.6), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
     for row in data["rows"].values():
         marker = "s" if row["randomized"] else "o"
-        axes.scatter([100 * row["clean"]], [100 * row["worst_case"]], marker=marker, s=40)
-        axes.annotate(f"{row['label']} ({row['n']} images)", (100 * row["clean"], 100 * row["worst_case"]),
-                      fontsize=7, xytext=(4, 4), textcoords="offset points")
+        axes.scatter([100 * row["clean"]], [100 * row["worst_case"]], marker=marker, s=50,
+                     label=f"{row['label']} ({row['n']} images)")
     axes.set_xlabel("clean accuracy (%)")
     axes.set_ylabel("worst case over the attacks (%)")
-    axes.set_title("variants of the defense (squares: randomised, EOT)")
+    axes.set_title("Variants of the defense (squares: randomised, with EOT)", fontsize=10)
     axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="best")
     figure.tight_layout()
     return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
 
 
 def _budget(args: argparse.Namespace, rows: Sequence[Row]) -> str:
     s = rows[0].settings
-    return (f"preset {args.preset}, {s['train.epochs']} epochs for every row (unsupervised: after "
-            f"{next(r for r in rows if r.name == 'unsupervised').settings['train.autoencoder_epochs']} "
-            f"stage-1 epochs), batch {s['train.batch_size']}, peak rate {s['train.lr_max']:g}, seed "
+    stage1 = next(r for r in rows if r.name == "unsupervised").settings["train.autoencoder_epochs"]
+
+    def epochs(n: int) -> str:
+        return f"{n} epoch{'' if n == 1 else 's'}"
+
+    return (f"preset {args.preset}, {epochs(s['train.epochs'])} for every row (unsupervised: after "
+            f"{epochs(stage1)} of stage 1), batch {s['train.batch_size']}, peak rate {s['train.lr_max']:g}, seed "
             f"{s['train.seed']}; attacks {args.attacks}; deterministic rows on {args.n_images} test images, "
             f"randomised rows on the first {args.random_images} with EOT {args.eot_samples} calls of the "
             f"deployed model per gradient")
