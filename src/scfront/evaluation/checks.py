@@ -358,12 +358,16 @@ def _robust(model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor,
     return out
 
 
+def _relative_change(first: torch.Tensor, other: torch.Tensor) -> float:
+    """The largest relative L2 change of a logit row (k, K) from ``first`` to ``other``."""
+    scale = first.norm(dim=1).clamp_min(1e-12)
+    return float(((other - first).norm(dim=1) / scale).max())
+
+
 def _draws(model: nn.Module, x: torch.Tensor) -> bool:
     """Whether two forward passes of ``model`` on ``x`` (k, C, H, W) differ beyond
     ``RANDOMNESS_TOLERANCE`` relative (a model that draws without declaring it)."""
-    first, second = _logits(model, x), _logits(model, x)
-    scale = first.norm(dim=1).clamp_min(1e-12)
-    return bool(((second - first).norm(dim=1) / scale).max() > RANDOMNESS_TOLERANCE)
+    return _relative_change(_logits(model, x), _logits(model, x)) > RANDOMNESS_TOLERANCE
 
 
 def expectation(model: nn.Module, draws: int = EXPECTATION_DRAWS) -> nn.Module:
@@ -507,8 +511,7 @@ class Randomness(ModelCheck):
 
     def run(self, inputs: CheckInputs) -> dict[str, Any]:
         outs = [_logits(inputs.model, inputs.x) for _ in range(RANDOMNESS_PASSES)]
-        scale = outs[0].norm(dim=1).clamp_min(1e-12)
-        change = max(float(((o - outs[0]).norm(dim=1) / scale).max()) for o in outs[1:])
+        change = max(_relative_change(outs[0], o) for o in outs[1:])
         preds = torch.stack([o.argmax(dim=1) for o in outs])
         flips = int((preds != preds[0]).any(dim=0).sum())
         eot = [attack.eot_samples for attack in _white_box(inputs.attacks)]
@@ -628,7 +631,7 @@ class LargeEps(ModelCheck):
             # judge the model's expectation, the mean softmax of EXPECTATION_DRAWS passes
             # (averaged already, so no further EOT)
             model = expectation(model)
-            settings = {**settings, "eot_samples": 1} if "eot_samples" in settings else settings
+            settings = {**settings, "eot_samples": 1}
         attack = create_attack("pgd-linf", eps=LARGE_EPS, steps=LARGE_EPS_STEPS,
                                step_size=2.5 * LARGE_EPS / LARGE_EPS_STEPS, random_start=False, **settings)
         robust = _robust(model, attack, inputs.x, inputs.y, inputs.generator(self.name))

@@ -20,6 +20,7 @@ model spec.
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -170,8 +171,6 @@ def export_model(run_dir: str | Path, out_dir: str | Path, half: bool = False,
     Raises:
         CheckpointError: what :func:`load_model` raises for ``run_dir``, or ``out_dir`` exists.
     """
-    import shutil
-
     run_dir, out_dir = _model_dir(run_dir), Path(out_dir)
     if out_dir.exists():
         raise CheckpointError(f"{out_dir} exists; export into a new folder")

@@ -101,12 +101,13 @@ def _stored_model(source: RowSource, out: Path) -> nn.Module | None:
     without training (None, with a log line, otherwise: the row shows as pending)."""
     from scfront.evaluation.results import RESULTS_FILE
     from scfront.models.loader import load
+    from scfront.models.saving import MODEL_FILE
 
     if not (out / "eval" / source.name / RESULTS_FILE).is_file():
         log.info("%s: no stored evaluation in %s; shown as pending", source.name, out / "eval" / source.name)
         return None
     assert source.path is not None
-    if source.kind == "train" and not (source.path / "model.safetensors").is_file():
+    if source.kind == "train" and not (source.path / MODEL_FILE).is_file():
         log.info("%s: %s holds no finished model; its figures are left out", source.name, source.path)
         return None
     return load(source.path)
