@@ -41,15 +41,14 @@ OUT/clean_vs_robust.png.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from scfront.config import flat_settings, load_preset
+from scfront.config import differing_settings, flat_settings, load_preset
 from scfront.errors import ConfigError, ScfrontError
-from scfront.io import atomic_write, atomic_write_json, atomic_write_text, run_logged
+from scfront.io import atomic_write, atomic_write_json, atomic_write_text, read_step_output, run_logged
 
 ARMS = (("defended", "defense_fast_at", "frontend + ResNet-32, FGSM-RS"),
         ("plain", "fast_at", "ResNet-32, FGSM-RS"))
@@ -63,7 +62,7 @@ def check_arms(preset: str, overrides: Sequence[str]) -> dict[str, Any]:
     configs = {arm: flat_settings(load_preset(preset, "cifar10", overrides, recipe=recipe))
                for arm, recipe, _ in ARMS}
     a, b = configs["defended"], configs["plain"]
-    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    differ = differing_settings(a, b)
     if differ != ["frontend.enabled"] or not a["frontend.enabled"]:
         raise ConfigError(f"the arms must differ in frontend.enabled only, they differ in {', '.join(differ)}")
     return configs
@@ -114,12 +113,6 @@ def commands(args: argparse.Namespace, available: Sequence[str]) -> list[tuple[s
     return steps
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist: run the commands first (or without --table-only)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
@@ -139,8 +132,8 @@ def collect(out: Path, transfer: bool) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     indices = None
     for arm, recipe, label in ARMS:
-        summary = _read(out / "models" / arm / "summary.json")
-        results = {column: _read(out / "eval" / arm / column / "results.json") for column, _ in COLUMNS}
+        summary = read_step_output(out / "models" / arm / "summary.json")
+        results = {column: read_step_output(out / "eval" / arm / column / "results.json") for column, _ in COLUMNS}
         for res in results.values():
             if indices is not None and res["indices"] != indices:
                 raise ConfigError("the evaluations ran on different test images")
@@ -159,7 +152,7 @@ def collect(out: Path, transfer: bool) -> dict[str, Any]:
         }
     out_rows: dict[str, Any] = {"arms": rows}
     if transfer:
-        res = _read(out / "eval" / TRANSFER / "results.json")
+        res = read_step_output(out / "eval" / TRANSFER / "results.json")
         if res["indices"] != indices:
             raise ConfigError("the evaluations ran on different test images")
         out_rows[TRANSFER] = {"clean": res["clean_accuracy"], "accuracy": res["columns"][TRANSFER]["accuracy"],

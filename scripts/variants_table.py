@@ -44,16 +44,15 @@ OUT/variants.json (the commands and every number) and OUT/clean_vs_worst.png.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from scfront.config import flat_settings, load_config, load_preset
+from scfront.config import differing_settings, flat_settings, load_config, load_preset
 from scfront.errors import ConfigError, ScfrontError
-from scfront.io import atomic_write, atomic_write_json, atomic_write_text, run_logged
+from scfront.io import atomic_write, atomic_write_json, atomic_write_text, read_step_output, run_logged
 from scfront.training.loop import EXECUTION_SETTINGS  # where a run executed, not what it trained
 
 ROWS = (
@@ -122,8 +121,7 @@ def reused_runs(items: Sequence[str], rows: Sequence[Row]) -> dict[str, Path]:
             raise ConfigError(f"--reuse {item}: {run} is not a finished training run (no summary.json/config.toml)")
         saved = flat_settings(load_config(run / "config.toml"))
         wanted = by_name[name].settings
-        differ = sorted(k for k in saved.keys() | wanted.keys()
-                        if k not in EXECUTION_SETTINGS and saved.get(k) != wanted.get(k))
+        differ = differing_settings(saved, wanted, ignore=EXECUTION_SETTINGS)
         if differ:
             raise ConfigError(f"--reuse {item}: that run was not trained like the other rows: "
                               + "; ".join(f"{k}: {saved.get(k)!r} (row: {wanted.get(k)!r})" for k in differ))
@@ -170,12 +168,6 @@ def commands(args: argparse.Namespace, rows: Sequence[Row], reuse: dict[str, Pat
     return steps
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist: run the commands first (or without --table-only)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def prefix_accuracies(results: dict[str, Any], k: int | None = None) -> dict[str, Any]:
     """Accuracies of an evaluation (a cascade) on its first ``k`` images (``None``: all), from its
     per-image ``broken_by`` (-2 wrong on clean, -1 robust, else the first attack that broke it):
@@ -202,8 +194,8 @@ def collect(args: argparse.Namespace, rows: Sequence[Row], reuse: dict[str, Path
     out = Path(args.out)
     data: dict[str, Any] = {"rows": {}, "eot": {}}
     for row in rows:
-        summary = _read(reuse.get(row.name, out / "models" / row.name) / "summary.json")
-        res = _read(out / "eval" / row.name / "results.json")
+        summary = read_step_output(reuse.get(row.name, out / "models" / row.name) / "summary.json")
+        res = read_step_output(out / "eval" / row.name / "results.json")
         rec = summary.get("reconstruction")
         data["rows"][row.name] = {
             "label": row.label, "recipe": row.recipe, "ensemble": row.ensemble, "randomized": row.randomized,
@@ -219,8 +211,8 @@ def collect(args: argparse.Namespace, rows: Sequence[Row], reuse: dict[str, Path
         def last(acc: dict[str, Any]) -> float:  # the accuracy after the last gradient attack
             return acc["after"][list(acc["after"])[len(gradient) - 1]]
 
-        without = _read(out / "eval" / f"{row.name}_no_eot" / "results.json")
-        doubled = _read(out / "eval" / f"{row.name}_eot_2x" / "results.json")
+        without = read_step_output(out / "eval" / f"{row.name}_no_eot" / "results.json")
+        doubled = read_step_output(out / "eval" / f"{row.name}_eot_2x" / "results.json")
         n2 = len(doubled["broken_by"])
         with_eot, base_head = prefix_accuracies(res), prefix_accuracies(res, n2)
         data["eot"][row.name] = {
@@ -234,7 +226,7 @@ def collect(args: argparse.Namespace, rows: Sequence[Row], reuse: dict[str, Path
         data["eot"][row.name].update(drop=drop, enough=drop <= EOT_TOLERANCE + 1e-12)
     random_images = [r["n"] for r in data["rows"].values() if r["randomized"]]
     if random_images and REFERENCE in data["rows"] and not data["rows"][REFERENCE]["randomized"]:
-        ref = _read(out / "eval" / REFERENCE / "results.json")
+        ref = read_step_output(out / "eval" / REFERENCE / "results.json")
         data["reference_on_random_images"] = {**prefix_accuracies(ref, min(random_images)),
                                               "label": data["rows"][REFERENCE]["label"]}
     return data

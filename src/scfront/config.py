@@ -470,6 +470,12 @@ def flat_settings(config: Any) -> dict[str, Any]:
     return flatten(to_dict(config), "")
 
 
+def differing_settings(a: Mapping[str, Any], b: Mapping[str, Any], ignore: Sequence[str] = ()) -> list[str]:
+    """The sorted keys of two :func:`flat_settings` dictionaries whose values differ (a key
+    only one of them has counts), leaving out ``ignore``."""
+    return sorted(k for k in a.keys() | b.keys() if k not in ignore and a.get(k) != b.get(k))
+
+
 # --------------------------------------------------------------------------- overrides
 def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)

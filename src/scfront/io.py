@@ -93,3 +93,12 @@ def run_logged(argv: Sequence[str], log: str | Path, what: str) -> None:
         code = subprocess.run(list(argv), stdout=handle, stderr=subprocess.STDOUT).returncode
     if code != 0:
         raise ConfigError(f"{what} failed (exit {code}); see {log}")
+
+
+def read_step_output(path: str | Path) -> dict[str, Any]:
+    """The JSON file a step of an experiment script wrote (a training's summary.json, an
+    evaluation's results.json); ConfigError naming it when it is not there yet."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: run the commands first (or without --table-only)")
+    return json.loads(path.read_text(encoding="utf-8"))

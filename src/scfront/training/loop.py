@@ -59,7 +59,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from scfront.config import DatasetName, RunConfig, TrainMethod, flat_settings, load_config, save_config
+from scfront.config import (DatasetName, RunConfig, TrainMethod, differing_settings, flat_settings, load_config,
+                            save_config)
 from scfront.errors import CheckpointError, ConfigError, ScfrontError, TrainingError
 from scfront.io import atomic_write_json, atomic_write_text
 from scfront.models.build import build_model
@@ -91,8 +92,7 @@ def derive_seed(seed: int, purpose: str, rank: int = 0) -> int:
 def _differences(a: RunConfig, b: RunConfig) -> list[str]:
     """``"section.key: old -> new"`` for every setting ``a`` and ``b`` differ in, sorted."""
     fa, fb = flat_settings(a), flat_settings(b)
-    return [f"{key}: {fa.get(key)!r} -> {fb.get(key)!r}" for key in sorted(fa.keys() | fb.keys())
-            if fa.get(key) != fb.get(key)]
+    return [f"{key}: {fa.get(key)!r} -> {fb.get(key)!r}" for key in differing_settings(fa, fb)]
 
 
 def _remove_stale_temporaries(run_dir: Path) -> None:
